@@ -1,0 +1,69 @@
+"""The `parallax` command line. Bad input: one line on stderr, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from fuzzer.errors import UsageError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="parallax", description="Graph fuzzer for DL converters and compilers.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    g = sub.add_parser("gen", help="generate random valid graphs (one case, or --count of them with --stats)")
+    g.add_argument("--seed", type=int, default=0, help="seed (the first seed with --count)")
+    g.add_argument("--nodes", type=_positive_int, default=10, help="node-count target")
+    g.add_argument("--count", type=_positive_int, default=1, help="how many graphs (seeds seed..seed+count-1)")
+    g.add_argument("--out", help="folder to write the case(s) to (graph.json, inputs.npz, weights.npz, case.json)")
+    g.add_argument("--stats", action="store_true", help="print one JSON object of generation statistics")
+    g.add_argument("--include", type=_names, help="comma-separated op names to use (default: all)")
+    g.add_argument("--exclude", type=_names, default=(), help="comma-separated op names to leave out")
+    g.add_argument("--dtypes", type=_names, help="comma-separated dtypes allowed (default: all)")
+    g.add_argument("--max-elems", type=_positive_int, default=1 << 16, help="bound on elements per tensor")
+    g.add_argument("--no-check", action="store_true", help="with --stats: skip the eager torch/TF validity runs")
+    sub.add_parser("ops", help="list the operator families and their dtypes")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "gen":
+            from fuzzer.gen_command import run_gen
+            return run_gen(args)
+        if args.command == "ops":
+            from fuzzer.gen_command import run_ops
+            return run_ops()
+    except UsageError as e:
+        print(f"parallax: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

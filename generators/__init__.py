@@ -1,0 +1,1 @@
+"""Parallax generators: the graph IR, operator specs, z3 generation, value search and emitters."""

@@ -1,0 +1,6 @@
+"""numpy lowerings of every spec, one module per op group (mirrors generators/ops)."""
+
+from generators.lower_numpy import conv, elementwise, index, nn, norm, reduce, shape  # noqa: F401  (registers)
+from generators.lower_numpy.table import LOWER
+
+__all__ = ["LOWER"]

@@ -1,0 +1,6 @@
+"""torch lowerings of every spec, one module per op group (mirrors generators/ops)."""
+
+from generators.lower_torch import conv, elementwise, index, nn, norm, reduce, shape  # noqa: F401  (registers)
+from generators.lower_torch.table import LOWER
+
+__all__ = ["LOWER"]
