@@ -77,5 +77,6 @@ def read_case(folder: Path) -> tuple[Graph, Values]:
     for name, arr in {**values.inputs, **values.weights}.items():
         t = graph.tensors[name]
         if tuple(arr.shape) != t.shape or str(arr.dtype) != t.dtype:
-            raise CaseError(f"{folder}: array {name} is {arr.dtype}{list(arr.shape)}, graph says {t.dtype}{list(t.shape)}")
+            raise CaseError(f"{folder}: array {name} is {arr.dtype}{list(arr.shape)}, "
+                            f"graph says {t.dtype}{list(t.shape)}")
     return graph, values

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any

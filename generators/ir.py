@@ -186,7 +186,8 @@ class Graph:
             want = spec.check(ins, n.attrs)
             got = [self.tensors[t] for t in n.outputs]
             if want != got:
-                raise GraphError(f"node {n.name} ({n.op}): outputs {fmt_types(got)} but the rule gives {fmt_types(want)}")
+                raise GraphError(f"node {n.name} ({n.op}): outputs {fmt_types(got)} "
+                                 f"but the rule gives {fmt_types(want)}")
 
 
 def fmt_types(ts: list[TensorType]) -> str:

@@ -29,10 +29,10 @@ def distinct_values(graph: Graph, values: Values, rng: np.random.Generator) -> V
     out = {}
     for name, arr in {**values.inputs, **values.weights}.items():
         if arr.dtype.kind in "fi" and arr.size and name in graph.nodes[0].inputs[:1]:
-            perm = rng.permutation(arr.size)
+            assert arr.size <= 256, "tie-sensitive cases are generated with at most 256 elements per tensor"
+            perm = rng.permutation(arr.size) - arr.size // 2
             scale = 0.01 if arr.dtype.kind == "f" else 1
-            base = perm - (arr.size // 2 if arr.dtype != np.uint8 else 0)
-            arr = (base * scale).reshape(arr.shape).astype(arr.dtype)
+            arr = (perm * scale).reshape(arr.shape).astype(arr.dtype)
         out[name] = arr
     return Values({k: out[k] for k in values.inputs}, {k: out[k] for k in values.weights})
 

@@ -21,7 +21,7 @@ class GraphModule(torch.nn.Module):
         self.order = graph.topological_nodes()
         self.params = torch.nn.ParameterDict()
         for name in graph.weights:
-            t = torch.from_numpy(np.ascontiguousarray(weights[name]))
+            t = as_tensor(weights[name])
             if t.is_floating_point():
                 self.params[name] = torch.nn.Parameter(t, requires_grad=False)
             else:
@@ -49,6 +49,11 @@ def run_nodes(graph: Graph, order: list, env: dict[str, torch.Tensor], weight: C
     return env
 
 
+def as_tensor(a: np.ndarray) -> torch.Tensor:
+    """A copy that keeps rank 0 (np.ascontiguousarray would make a 0-d array 1-d)."""
+    return torch.from_numpy(np.array(a, copy=True))
+
+
 def to_torch(graph: Graph, weights: dict[str, np.ndarray]) -> GraphModule:
     return GraphModule(graph, weights)
 
@@ -57,7 +62,7 @@ def run_torch(graph: Graph, inputs: dict[str, np.ndarray], weights: dict[str, np
               device: str = "cpu") -> list[np.ndarray]:
     """Eager run; returns numpy outputs in graph.outputs order."""
     mod = to_torch(graph, weights).to(device)
-    args = [torch.from_numpy(np.ascontiguousarray(inputs[n])).to(device) for n in graph.inputs]
+    args = [as_tensor(inputs[n]).to(device) for n in graph.inputs]
     with torch.no_grad():
         outs = mod(*args)
     return [o.detach().cpu().numpy() for o in outs]

@@ -111,7 +111,7 @@ def _pool_windows(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) ->
 def _max_pool(xs, a):
     y = _to_f64(xs[0])
     for i, (k, s, p, d) in enumerate(zip(_vals(a, "kernel"), _vals(a, "stride"), _vals(a, "pad"),
-                                         _vals(a, "dilation"))):
+                                         _vals(a, "dilation"), strict=True)):
         wins = _pool_windows(y.shape[2 + i], k, s, p, d, bool(a["ceil_mode"]))
         y = _axis_reduce(y, 2 + i, [w for w, _ in wins], np.max)
     return y.astype(xs[0].dtype)
@@ -121,7 +121,7 @@ def _max_pool(xs, a):
 def _avg_pool(xs, a):
     y = _to_f64(xs[0])
     div = np.ones(())
-    for i, (k, s, p) in enumerate(zip(_vals(a, "kernel"), _vals(a, "stride"), _vals(a, "pad"))):
+    for i, (k, s, p) in enumerate(zip(_vals(a, "kernel"), _vals(a, "stride"), _vals(a, "pad"), strict=True)):
         wins = _pool_windows(y.shape[2 + i], k, s, p, 1, bool(a["ceil_mode"]))
         y = _axis_reduce(y, 2 + i, [w for w, _ in wins], np.sum)
         sizes = np.array([n if a["count_include_pad"] else len(w) for w, n in wins], dtype=np.float64)

@@ -61,7 +61,8 @@ _BINARY = {
     "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor,
 }
 for _name, _fn in _UNARY.items():
-    LOWER.register(_name)(lambda xs, a, fn=_same(_fn): fn(xs[0]))
+    _wrapped = _same(_fn)
+    LOWER.register(_name)(lambda xs, a, fn=_wrapped: fn(xs[0]))
 for _name, _fn in _BINARY.items():
     LOWER.register(_name)(lambda xs, a, fn=_fn: np.asarray(fn(xs[0], xs[1])))
 

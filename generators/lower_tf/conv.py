@@ -82,7 +82,7 @@ def _conv_nhwc(x: tf.Tensor, f: tf.Tensor, strides: list[int], dils: list[int], 
     if r == 3 and groups > 1:  # TF CPU has no grouped Conv3D: one conv per group
         xg = tf.split(x, groups, axis=-1)
         fg = tf.split(f, groups, axis=-1)
-        return tf.concat([_conv_nhwc(a, b, strides, dils, 1) for a, b in zip(xg, fg)], axis=-1)
+        return tf.concat([_conv_nhwc(a, b, strides, dils, 1) for a, b in zip(xg, fg, strict=True)], axis=-1)
     if max(dils) > 1 and max(strides) > 1:  # tf.nn.convolution refuses both: stride-1 result, then subsample
         y = tf.nn.convolution(x, f, padding="VALID", dilations=dils)
         return y[(slice(None),) + tuple(slice(None, None, s) for s in strides)]
@@ -114,7 +114,7 @@ def _conv_t(xs, a):
         f = _dilate(f, i, d)
     full = [(ins[i] - 1) * strides[i] + f.shape[i] for i in range(r)]
     ys = [tf.nn.conv_transpose(xg, fg, [n] + full + [opg], strides, padding="VALID")
-          for xg, fg in zip(tf.split(x, g, axis=-1), tf.split(f, g, axis=-1))]
+          for xg, fg in zip(tf.split(x, g, axis=-1), tf.split(f, g, axis=-1), strict=True)]
     y = tf.concat(ys, axis=-1) if g > 1 else ys[0]
     # torch: drop `pad` on both sides, then output_padding more on the right (zeros where nothing lands).
     y = _pad(y, [(0, ops[i] - pads[i]) for i in range(r)])
@@ -135,9 +135,10 @@ def _pool(x: tf.Tensor, a: dict[str, Any], kind: str, value: Any) -> tuple[tf.Te
     ks, ss, ps = _vals(a, "kernel"), _vals(a, "stride"), _vals(a, "pad")
     ds = _vals(a, "dilation") if kind == "MAX" else [1] * len(ks)
     sizes = list(x.shape[1:-1])
-    outs = [_window_count(L, k, s, p, d, bool(a["ceil_mode"])) for L, k, s, p, d in zip(sizes, ks, ss, ps, ds)]
-    need = [(o - 1) * s + d * (k - 1) + 1 for o, k, s, d in zip(outs, ks, ss, ds)]
-    x = _pad(x, [(p, n - L - p) for p, n, L in zip(ps, need, sizes)], value=value)
+    outs = [_window_count(L, k, s, p, d, bool(a["ceil_mode"]))
+            for L, k, s, p, d in zip(sizes, ks, ss, ps, ds, strict=True)]
+    need = [(o - 1) * s + d * (k - 1) + 1 for o, k, s, d in zip(outs, ks, ss, ds, strict=True)]
+    x = _pad(x, [(p, n - L - p) for p, n, L in zip(ps, need, sizes, strict=True)], value=value)
     r = len(ks)
     native = max(ds) == 1 and (r < 3 or x.dtype == tf.float32) and (kind == "AVG" or x.dtype.is_floating or r == 2)
     if native:
@@ -165,7 +166,7 @@ def _avg_pool(xs, a):
     ks, ss, ps = _vals(a, "kernel"), _vals(a, "stride"), _vals(a, "pad")
     # The pool divided by prod(k); rescale to torch's divisor per output position.
     div = np.ones(())
-    for L, k, s, p, o in zip(x.shape[1:-1], ks, ss, ps, outs):
+    for L, k, s, p, o in zip(x.shape[1:-1], ks, ss, ps, outs, strict=True):
         start = np.arange(o) * s - p
         end = np.minimum(start + k, L + p)
         if not a["count_include_pad"]:
@@ -182,11 +183,11 @@ def _avg_pool(xs, a):
 def _adaptive(x: tf.Tensor, a: dict[str, Any], kind: str) -> tf.Tensor:
     """Regular windows use TF's pool op when it has the kernel; otherwise reduce axis by axis."""
     outs, sizes, r = _vals(a, "out"), list(x.shape[1:-1]), a["rank"]
-    if all(L % o == 0 for L, o in zip(sizes, outs)) and (r < 3 or x.dtype == tf.float32):
-        ks = [L // o for L, o in zip(sizes, outs)]
+    if all(L % o == 0 for L, o in zip(sizes, outs, strict=True)) and (r < 3 or x.dtype == tf.float32):
+        ks = [L // o for L, o in zip(sizes, outs, strict=True)]
         return (tf.nn.max_pool if kind == "MAX" else tf.nn.avg_pool)(x, ks, ks, "VALID")
     red = tf.reduce_max if kind == "MAX" else tf.reduce_mean
-    for i, (L, n) in enumerate(zip(sizes, outs)):
+    for i, (L, n) in enumerate(zip(sizes, outs, strict=True)):
         parts = []
         for j in range(n):
             lo, hi = (j * L) // n, -(-((j + 1) * L) // n)

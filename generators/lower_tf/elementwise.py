@@ -9,6 +9,11 @@ import tensorflow as tf
 from generators.lower_tf.table import LOWER, lowers
 
 
+def const(v: float, like: tf.Tensor) -> tf.Tensor:
+    """A constant in `like`'s dtype, built directly (tf.cast of a Python float goes through float32)."""
+    return tf.constant(v, dtype=like.dtype)
+
+
 def _relu6(x):
     return tf.nn.relu6(x)
 
@@ -61,19 +66,19 @@ def _leaky(xs, a):
 @lowers("Elu")
 def _elu(xs, a):
     x = xs[0]
-    return tf.where(x > 0, x, tf.cast(a["alpha"], x.dtype) * tf.math.expm1(x))
+    return tf.where(x > 0, x, const(a["alpha"], x) * tf.math.expm1(x))
 
 
 @lowers("Celu")
 def _celu(xs, a):
-    x, al = xs[0], tf.cast(a["alpha"], xs[0].dtype)
+    x, al = xs[0], const(a["alpha"], xs[0])
     return tf.nn.relu(x) + tf.minimum(tf.zeros_like(x), al * tf.math.expm1(x / al))
 
 
 @lowers("Hardtanh")
 def _hardtanh(xs, a):
     lo, hi = a["bounds"]
-    return tf.clip_by_value(xs[0], tf.cast(lo, xs[0].dtype), tf.cast(hi, xs[0].dtype))
+    return tf.clip_by_value(xs[0], const(lo, xs[0]), const(hi, xs[0]))
 
 
 @lowers("PRelu")
@@ -86,7 +91,7 @@ def _prelu(xs, a):
 @lowers("Clip")
 def _clip(xs, a):
     x = xs[0]
-    return tf.clip_by_value(x, tf.cast(a["min"], x.dtype), tf.cast(a["max"], x.dtype))
+    return tf.clip_by_value(x, const(a["min"], x), const(a["max"], x))
 
 
 @lowers("Cast")

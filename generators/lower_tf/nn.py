@@ -204,7 +204,7 @@ def _sdpa(xs, a):
         k, v = tf.repeat(k, g, axis=-3), tf.repeat(v, g, axis=-3)
     e = q.shape[-1]
     scale = a["scale"] if a["scale"] is not None else 1.0 / float(np.sqrt(e))
-    s = bmm(q, k, transpose_b=True) * tf.cast(scale, q.dtype)
+    s = bmm(q, k, transpose_b=True) * tf.constant(scale, q.dtype)
     if a["is_causal"]:
         keep = np.tril(np.ones((q.shape[-2], k.shape[-2]), dtype=bool))
         s = tf.where(tf.constant(keep), s, tf.constant(-np.inf, s.dtype))

@@ -107,7 +107,7 @@ class Conv(_Spatial):
             c.append(shapes[2][0] == w[0])
         same = attrs["padding"] == "same"
         mode = attrs["padding_mode"]
-        for i, (k, s, p, d) in enumerate(zip(*(per_dim(attrs, key, r) for key in self.keys))):
+        for i, (k, s, p, d) in enumerate(zip(*(per_dim(attrs, key, r) for key in self.keys), strict=True)):
             size = x[2 + i]
             c.append(w[2 + i] == k)
             if same:  # torch: 'same' needs stride 1 (the pad attrs are then unused and pinned to 0)
@@ -125,7 +125,7 @@ class Conv(_Spatial):
         if attrs["padding"] == "same":
             return [(x[0], w[0]) + tuple(x[2:])]
         sp = tuple(_window_out(x[2 + i], k, s, p, d, False)
-                   for i, (k, s, p, d) in enumerate(zip(*(per_dim(attrs, key, r) for key in self.keys))))
+                   for i, (k, s, p, d) in enumerate(zip(*(per_dim(attrs, key, r) for key in self.keys), strict=True)))
         return [(x[0], w[0]) + sp]
 
 
@@ -152,7 +152,7 @@ class ConvTranspose(_Spatial):
         c += [g >= 1, ipg >= 1, x[1] == g * ipg, w[0] == x[1]]
         if attrs["has_bias"]:
             c.append(shapes[2][0] == g * w[1])
-        for i, (k, s, p, d, op) in enumerate(zip(*(per_dim(attrs, key, r) for key in self.keys))):
+        for i, (k, s, p, d, op) in enumerate(zip(*(per_dim(attrs, key, r) for key in self.keys), strict=True)):
             c += [w[2 + i] == k, any_of(op < s, op < d), self._out(x[2 + i], k, s, p, d, op) >= 1]
         return c
 
@@ -163,7 +163,7 @@ class ConvTranspose(_Spatial):
     def infer(self, shapes: list[Shape], attrs: dict[str, Any]) -> list[Shape]:
         r, x, w = attrs["rank"], shapes[0], shapes[1]
         sp = tuple(self._out(x[2 + i], *vals)
-                   for i, vals in enumerate(zip(*(per_dim(attrs, key, r) for key in self.keys))))
+                   for i, vals in enumerate(zip(*(per_dim(attrs, key, r) for key in self.keys), strict=True)))
         return [(x[0], attrs["groups"] * w[1]) + sp]
 
 
@@ -186,12 +186,12 @@ class _Pool(_Spatial):
     def _kspd(self, attrs: dict[str, Any]) -> list[tuple[Any, Any, Any, Any]]:
         r = attrs["rank"]
         return list(zip(per_dim(attrs, "kernel", r), per_dim(attrs, "stride", r), per_dim(attrs, "pad", r),
-                        self._dils(attrs)))
+                        self._dils(attrs), strict=True))
 
     def requires(self, shapes: list[Shape], attrs: dict[str, Any]) -> list[Cond]:
         x = shapes[0]
         c: list[Cond] = dims_ge(x, 1) + _attr_rules(attrs, self.keys, attrs["rank"])
-        for i, (k, s, p, d) in enumerate(self._kspd(attrs)):
+        for i, (k, _s, p, d) in enumerate(self._kspd(attrs)):
             c += [2 * p <= k, x[2 + i] + 2 * p - d * (k - 1) - 1 >= 0]
         return c
 
