@@ -108,6 +108,9 @@ class _Builder:
     producer: dict[str, _Node] = field(default_factory=dict)
     counter: int = 0
     stats: _Stats = field(default_factory=_Stats)
+    # A context per graph: z3's choices depend on AST ids, so a shared context would make a
+    # seed's graph depend on what was generated before it in the same process.
+    ctx: z3.Context = field(default_factory=z3.Context)
 
     # -- names and leaves ---------------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -175,7 +178,7 @@ class _Builder:
     def solver(self) -> z3.Solver:
         # Measured on generator problems: this pipeline is ~3x faster than SolverFor("QF_NIA")
         # with the same sat count (equalities are eliminated before the SMT core sees them).
-        s = z3.Then("simplify", "propagate-values", "solve-eqs", "smt").solver()
+        s = z3.Then("simplify", "propagate-values", "solve-eqs", "smt", ctx=self.ctx).solver()
         s.set("timeout", self.cfg.z3_timeout_ms)
         return s
 
@@ -209,7 +212,7 @@ class _Builder:
         sym: dict[str, tuple] = {}
         for name, leaf in self.leaves.items():
             for v in leaf.dims:
-                vars_[v] = z3.Int(v)
+                vars_[v] = z3.Int(v, self.ctx)
                 cs += self.bounded(vars_[v], 1, self.cfg.max_dim)
             sym[name] = tuple(vars_[v] for v in leaf.dims)
             cs += self.out_ok([sym[name]])
@@ -217,7 +220,7 @@ class _Builder:
             spec = get_spec(n.op)
             attrs = dict(n.attrs)
             for k, (v, lo, hi) in n.int_attrs.items():
-                vars_[v] = attrs[k] = z3.Int(v)
+                vars_[v] = attrs[k] = z3.Int(v, self.ctx)
                 cs += self.bounded(vars_[v], lo, hi)
             ins = [sym[t] for t in n.inputs]
             cs += spec.requires(ins, attrs)
@@ -332,14 +335,14 @@ class _Builder:
         attrs = dict(plan.attrs)
         cs: list[Any] = []
         for k, (lo, hi) in plan.int_attrs.items():
-            attrs[k] = new_vars[f"a:{k}"] = z3.Int(f"a_{k}")
+            attrs[k] = new_vars[f"a:{k}"] = z3.Int(f"a_{k}", self.ctx)
             cs += self.bounded(attrs[k], lo, hi)
         shapes = []
         for i, c in enumerate(chosen):
             if c is not None:
                 shapes.append(self.shape[c])
                 continue
-            dims = tuple(z3.Int(f"f{i}_{j}") for j in range(plan.in_ranks[i]))
+            dims = tuple(z3.Int(f"f{i}_{j}", self.ctx) for j in range(plan.in_ranks[i]))
             for j, d in enumerate(dims):
                 new_vars[f"f:{i}:{j}"] = d
                 cs += self.bounded(d, 1, self.cfg.max_dim)
@@ -370,14 +373,14 @@ class _Builder:
             attrs = dict(plan.attrs)
             cs: list[Any] = []
             for k, (lo, hi) in plan.int_attrs.items():
-                attrs[k] = new[f"a:{k}"] = z3.Int(f"a_{k}")
+                attrs[k] = new[f"a:{k}"] = z3.Int(f"a_{k}", self.ctx)
                 cs += self.bounded(attrs[k], lo, hi)
             shapes = []
             for i, c in enumerate(chosen):
                 if c is not None:
                     shapes.append(sym[c])
                     continue
-                dims = tuple(z3.Int(f"f{i}_{j}") for j in range(plan.in_ranks[i]))
+                dims = tuple(z3.Int(f"f{i}_{j}", self.ctx) for j in range(plan.in_ranks[i]))
                 for j, d in enumerate(dims):
                     new[f"f:{i}:{j}"] = d
                     cs += self.bounded(d, 1, self.cfg.max_dim)
@@ -466,11 +469,11 @@ class _Builder:
         attrs = dict(plan.attrs)
         cs: list[Any] = []
         for k, (lo, hi) in plan.int_attrs.items():
-            attrs[k] = new_vars[f"a:{k}"] = z3.Int(f"a_{k}")
+            attrs[k] = new_vars[f"a:{k}"] = z3.Int(f"a_{k}", self.ctx)
             cs += self.bounded(attrs[k], lo, hi)
         shapes = []
         for i, r in enumerate(plan.in_ranks):
-            dims = tuple(z3.Int(f"b{i}_{j}") for j in range(r))
+            dims = tuple(z3.Int(f"b{i}_{j}", self.ctx) for j in range(r))
             for j, d in enumerate(dims):
                 new_vars[f"b:{i}:{j}"] = d
                 cs += self.bounded(d, 1, self.cfg.max_dim)

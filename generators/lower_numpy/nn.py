@@ -56,6 +56,35 @@ def _cubic(t: float) -> list[float]:
     return [far(t + 1), near(t), near(1 - t), far(2 - t)]
 
 
+def aa_matrix(mode: str, n_in: int, n_out: int, align: bool | None, scale: float | None) -> np.ndarray:
+    """Antialiased resampling (torch's antialias=True, after PIL): the filter is stretched by the
+    downscale factor and each row renormalised; bicubic uses A = -0.5 here."""
+    if align:
+        sc = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    else:
+        sc = 1.0 / scale if scale else n_in / n_out
+    taps = 2 if mode == "bilinear" else 4
+    support = taps / 2 * sc if sc >= 1.0 else taps / 2
+    inv = 1.0 / sc if sc >= 1.0 else 1.0
+
+    def filt(x: float) -> float:
+        x = abs(x)
+        if mode == "bilinear":
+            return max(0.0, 1.0 - x)
+        A = -0.5
+        if x < 1:
+            return ((A + 2) * x - (A + 3)) * x * x + 1
+        return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A if x < 2 else 0.0
+
+    w = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        center = sc * (i + 0.5)
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), n_in)
+        row = np.array([filt((j - center + 0.5) * inv) for j in range(lo, hi)])
+        w[i, lo:hi] = row / row.sum() if row.sum() != 0 else row
+    return w
+
+
 def interp_matrix(mode: str, n_in: int, n_out: int, align: bool | None, scale: float | None) -> np.ndarray:
     """(n_out, n_in) weights. `scale`: the user scale factor passed to the kernel, or None."""
     w = np.zeros((n_out, n_in))
@@ -111,7 +140,8 @@ def _interpolate(xs, a):
             scale = None if a["recompute"] else p / q
         else:
             n_out, scale = a[f"size{i}"], None
-        w = interp_matrix(a["mode"], n_in, n_out, a["align_corners"], scale)
+        make = aa_matrix if a["antialias"] else interp_matrix
+        w = make(a["mode"], n_in, n_out, a["align_corners"], scale)
         y = np.moveaxis(np.tensordot(w, y, axes=([1], [ax])), 0, ax)
     return y.astype(x.dtype)
 

@@ -94,6 +94,28 @@ def _resize_table(mode: str, n_in: int, n_out: int, align, scale, opmath) -> np.
     return m
 
 
+def _aa_table(mode: str, n_in: int, n_out: int, align, scale) -> np.ndarray:
+    """torch's antialias=True tables: a triangle (bilinear) or Keys A=-0.5 (bicubic) filter widened
+    by the downscale factor, rows normalised to sum 1."""
+    r = ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0) if align else (1.0 / scale if scale else n_in / n_out)
+    half = (1.0 if mode == "bilinear" else 2.0) * max(r, 1.0)
+    stretch = 1.0 / r if r >= 1.0 else 1.0
+    center = r * (np.arange(n_out) + 0.5)
+    lo = np.maximum((center - half + 0.5).astype(np.int64), 0)
+    hi = np.minimum((center + half + 0.5).astype(np.int64), n_in)
+    cols = np.arange(n_in)[None, :]
+    x = np.abs((cols - center[:, None] + 0.5) * stretch)
+    if mode == "bilinear":
+        f = np.maximum(0.0, 1.0 - x)
+    else:
+        c = -0.5
+        f = np.where(x < 1, ((c + 2) * x - (c + 3)) * x * x + 1,
+                     np.where(x < 2, ((c * x - 5 * c) * x + 8 * c) * x - 4 * c, 0.0))
+    f = np.where((cols >= lo[:, None]) & (cols < hi[:, None]), f, 0.0)
+    total = f.sum(axis=1, keepdims=True)
+    return np.divide(f, total, out=f.copy(), where=total != 0)
+
+
 @lowers("Interpolate")
 def _interpolate(xs, a):
     x = xs[0]
@@ -110,7 +132,10 @@ def _interpolate(xs, a):
             n_out, scale = (n_in * p) // q, (None if a["recompute"] else p / q)
         else:
             n_out, scale = a[f"size{i}"], None
-        table = _resize_table(a["mode"], n_in, n_out, a["align_corners"], scale, opmath)
+        if a["antialias"]:
+            table = _aa_table(a["mode"], n_in, n_out, a["align_corners"], scale)
+        else:
+            table = _resize_table(a["mode"], n_in, n_out, a["align_corners"], scale, opmath)
         if a["mode"] in ("nearest", "nearest-exact"):
             y = _gather_axis(y, np.argmax(table, axis=1), ax)
             continue

@@ -23,6 +23,8 @@ def _interpolate(xs, a):
     kw = {"mode": a["mode"]}
     if a["align_corners"] is not None:
         kw["align_corners"] = a["align_corners"]
+    if a["antialias"]:
+        kw["antialias"] = True
     if a["scale"] is not None:
         return F.interpolate(x, scale_factor=[p / q for p, q in a["scale"]],
                              recompute_scale_factor=a["recompute"], **kw)

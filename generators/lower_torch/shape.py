@@ -42,7 +42,7 @@ def _expand(xs, a):
     for j, keep in enumerate(a["keep"]):
         if keep:
             sizes[q - r + j] = -1
-    return xs[0].expand(*sizes)
+    return xs[0].expand(sizes)
 
 
 @lowers("Slice")

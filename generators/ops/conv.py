@@ -214,6 +214,11 @@ class MaxPool(_Pool):
     def _dils(self, attrs: dict[str, Any]) -> list[Any]:
         return per_dim(attrs, "dilation", attrs["rank"])
 
+    def out_dtypes(self, in_dtypes: list[str], attrs: dict[str, Any]) -> list[str] | None:
+        if in_dtypes and in_dtypes[0] in INTS and attrs.get("rank") == 1:
+            return None  # torch's max_pool1d has no integer kernels
+        return super().out_dtypes(in_dtypes, attrs)
+
     def requires(self, shapes: list[Shape], attrs: dict[str, Any]) -> list[Cond]:
         # Every window must hold a real element (else torch yields -inf): no padding, or dilation <= size.
         return super().requires(shapes, attrs) + [any_of(p == 0, d <= shapes[0][2 + i])
@@ -228,6 +233,11 @@ class AvgPool(_Pool):
 
     def _rank(self, rng: random.Random, dtype: str) -> int:
         return rng.choice((1, 2) if dtype == "float16" else self.ranks)  # torch has no half avg_pool3d on CPU
+
+    def out_dtypes(self, in_dtypes: list[str], attrs: dict[str, Any]) -> list[str] | None:
+        if in_dtypes == ["float16"] and attrs.get("rank") == 3:
+            return None
+        return super().out_dtypes(in_dtypes, attrs)
 
     def _attrs(self, rng: random.Random, r: int) -> dict[str, Any]:
         a = super()._attrs(rng, r)

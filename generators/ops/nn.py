@@ -98,7 +98,8 @@ _SCALES = [[1, 2], [3, 4], [5, 4], [3, 2], [2, 1], [5, 2], [3, 1]]  # p/q, all d
 class Interpolate(Homogeneous):
     """F.interpolate on (N, C, *spatial), spatial rank 1-3.
 
-    attrs: mode; align_corners (linear/bicubic modes, else None); either `size` int attrs
+    attrs: mode; align_corners (linear/bicubic modes, else None); antialias (bilinear/bicubic,
+    matters when downscaling); either `size` int attrs
     size0.. or `scale` = list of [p, q] per spatial dim (scale_factor p/q, output floor(in*p/q))
     with `recompute` (recompute_scale_factor).
     """
@@ -111,7 +112,10 @@ class Interpolate(Homogeneous):
         mode = rng.choice(["nearest", "nearest-exact", "area", {1: "linear", 2: "bilinear", 3: "trilinear"}[s]]
                           + (["bicubic"] if s == 2 else []))
         align = rng.choice([False, True]) if mode in ("linear", "bilinear", "trilinear", "bicubic") else None
-        attrs: dict[str, Any] = {"mode": mode, "align_corners": align, "scale": None, "recompute": None}
+        # torch has no float16 antialias kernel on CPU
+        aa = rng.choice([False, True]) if mode in ("bilinear", "bicubic") and dtype != "float16" else False
+        attrs: dict[str, Any] = {"mode": mode, "align_corners": align, "antialias": aa, "scale": None,
+                                 "recompute": None}
         ints: dict[str, tuple[int, int]] = {}
         if rng.random() < 0.5 and mode != "area":
             attrs["scale"] = [rng.choice(_SCALES) for _ in range(s)]
@@ -125,8 +129,23 @@ class Interpolate(Homogeneous):
         s = len(x) - 2
         if s < 1 or s > 3:
             return [False]
+        if attrs["antialias"]:
+            if s != 2 or attrs["mode"] not in ("bilinear", "bicubic"):
+                return [False]
+            # torch 2.13 bug: antialias with output width 1 gives wrong rows (see the nn report)
+            return self._requires_size(x, attrs) + [self.infer(shapes, attrs)[0][3] >= 2]
+        return self._requires_size(x, attrs)
+
+    def _requires_size(self, x: Shape, attrs: dict[str, Any]) -> list[Cond]:
+        s = len(x) - 2
         if attrs["scale"] is not None:
-            return [x[2 + i] * p >= q for i, (p, q) in enumerate(attrs["scale"])]
+            cs = [x[2 + i] * p >= q for i, (p, q) in enumerate(attrs["scale"])]
+            if not attrs["recompute"]:
+                # torch copies a dim whose output size equals its input size and ignores a scale != 1
+                # there (linear modes, 2-D nearest) but honours it elsewhere (1-D/3-D nearest, bicubic):
+                # keep such dims out rather than encode the inconsistency.
+                cs += [x[2 + i] * (p - q) >= q for i, (p, q) in enumerate(attrs["scale"]) if p > q]
+            return cs
         return [c for i in range(s) for c in (attrs[f"size{i}"] >= 1, attrs[f"size{i}"] <= 16)]
 
     def infer(self, shapes: list[Shape], attrs: dict[str, Any]) -> list[Shape]:
@@ -350,7 +369,9 @@ class ScaledDotProductAttention(Homogeneous):
             batch = tuple(batch) + (q[-3],)
         out = tuple(batch) + (q[-2], v[-1])
         if attrs["mask"] == "float":  # broadcastable *to* the scores (torch adds it in place)
-            m, want = tuple(shapes[3]), tuple(batch) + (q[-2], k[-2])
+            # the scores' batch is q's and k's only (v may broadcast them further afterwards)
+            sb = tuple(broadcast(qb, kb)[1]) + ((q[-3],) if attrs["gqa"] else ())
+            m, want = tuple(shapes[3]), sb + (q[-2], k[-2])
             if len(m) > len(want):
                 return [False], ()
             cs += [any_of(d == 1, d == w) for d, w in zip(m[:-2], want[len(want) - len(m):-2])]

@@ -59,6 +59,21 @@ class Reshape(Homogeneous):
     def infer(self, shapes: list[Shape], attrs: dict[str, Any]) -> list[Shape]:
         return [tuple(ints(attrs, "s", attrs["rank"]))]
 
+    def propose(self, rng: random.Random, shapes: list[tuple[int, ...]], attrs: dict[str, Any]
+                ) -> dict[str, int] | None:
+        """Deal the prime factors of the element count randomly over the output dims."""
+        q, n = attrs["rank"], prod(shapes[0])
+        if q == 0:
+            return {} if n == 1 else None
+        sizes = [1] * q
+        f = 2
+        while n > 1:
+            while n % f == 0:
+                sizes[rng.randrange(q)] *= f
+                n //= f
+            f += 1
+        return {f"s{i}": v for i, v in enumerate(sizes)}
+
     def backward(self, out: Shape, attrs: dict[str, Any], in_ranks: list[int]) -> list[Shape] | None:
         r, q = in_ranks[0], len(out)
         if r == 0:
