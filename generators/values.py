@@ -171,8 +171,9 @@ def _straight_through(proxy: Any) -> Any:
     """Exact forward value, gradient of a smooth proxy (NNSmith's proxy derivatives): lets the
     search move leaves through floor/round/clip/relu/mod, whose true gradient is zero."""
     def lower(xs: list[torch.Tensor], attrs: dict[str, Any]) -> list[torch.Tensor]:
-        exact = LOWER.call(op_name(lower), xs, attrs)
-        smooth = proxy(xs)
+        with torch.no_grad():
+            exact = LOWER.call(op_name(lower), xs, attrs)
+        smooth = proxy(xs, attrs)
         return [smooth + (e - smooth).detach() if e.is_floating_point() else e for e in exact]
     return lower
 
@@ -181,10 +182,24 @@ def op_name(fn: Any) -> str:
     return fn.op
 
 
+def _batch_norm_proxy(xs: list[torch.Tensor], attrs: dict[str, Any]) -> torch.Tensor:
+    """Inference batch norm by its formula: torch's kernel has no gradient for the running stats."""
+    x, mean, var = xs[:3]
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + attrs["eps"])
+    rest = iter(xs[3:])
+    if attrs.get("weight"):
+        y = y * next(rest).reshape(shape)
+    if attrs.get("bias"):
+        y = y + next(rest).reshape(shape)
+    return y
+
+
 _PROXIES: dict[str, Any] = {
-    **{op: (lambda xs: xs[0]) for op in ("Floor", "Ceil", "Round", "Clip", "Hardtanh", "Relu", "Relu6", "Mod")},
-    "FloorDiv": lambda xs: xs[0] / xs[1],
-    "Sign": lambda xs: torch.tanh(xs[0]),
+    **{op: (lambda xs, a: xs[0]) for op in ("Floor", "Ceil", "Round", "Clip", "Hardtanh", "Relu", "Relu6", "Mod")},
+    "FloorDiv": lambda xs, a: xs[0] / xs[1],
+    "Sign": lambda xs, a: torch.tanh(xs[0]),
+    "BatchNorm": _batch_norm_proxy,
 }
 PROXY_LOWER = LoweringTable("torch-proxy")
 PROXY_LOWER.update(LOWER)
