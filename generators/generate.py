@@ -105,7 +105,6 @@ class _Builder:
     dtype: dict[str, str] = field(default_factory=dict)
     witness: dict[str, int] = field(default_factory=dict)
     shape: dict[str, tuple[int, ...]] = field(default_factory=dict)  # concrete, under the witness
-    producer: dict[str, _Node] = field(default_factory=dict)
     counter: int = 0
     stats: _Stats = field(default_factory=_Stats)
     # A context per graph: z3's choices depend on AST ids, so a shared context would make a
@@ -426,8 +425,6 @@ class _Builder:
         for t, dt in zip(outs, out_dtypes):
             self.dtype[t] = dt
         node = _Node(self.fresh("n"), spec.name, ins, outs, dict(plan.attrs), int_attrs)
-        for t in outs:
-            self.producer[t] = node
         return node
 
     # -- backward insertion -------------------------------------------------------------------
@@ -556,6 +553,7 @@ class GenReport:
     attempts: int
     z3_local: int
     z3_global: int
+    spec_errors: int  # spec rules that raised on a plan (treated as "does not fit"); should stay 0
 
 
 def generate(seed: int, cfg: GenConfig | None = None) -> tuple[Graph, GenReport]:
@@ -570,7 +568,7 @@ def generate(seed: int, cfg: GenConfig | None = None) -> tuple[Graph, GenReport]
             b.stats.failed_attempts += 1
     g = b.finish()
     g.validate()
-    return g, GenReport(cfg.nodes, len(g.nodes), attempts, b.stats.z3_local, b.stats.z3_global)
+    return g, GenReport(cfg.nodes, len(g.nodes), attempts, b.stats.z3_local, b.stats.z3_global, b.stats.spec_errors)
 
 
 def single_op_graph(op: str, dtype: str, seed: int, max_elems: int = 4096) -> Graph:

@@ -167,19 +167,15 @@ def check_values(graph: Graph, env: dict[str, torch.Tensor]) -> tuple[list[str],
     return problems, penalty
 
 
-def _straight_through(proxy: Any) -> Any:
+def _straight_through(op: str, proxy: Any) -> Any:
     """Exact forward value, gradient of a smooth proxy (NNSmith's proxy derivatives): lets the
     search move leaves through floor/round/clip/relu/mod, whose true gradient is zero."""
     def lower(xs: list[torch.Tensor], attrs: dict[str, Any]) -> list[torch.Tensor]:
         with torch.no_grad():
-            exact = LOWER.call(op_name(lower), xs, attrs)
+            exact = LOWER.call(op, xs, attrs)
         smooth = proxy(xs, attrs)
         return [smooth + (e - smooth).detach() if e.is_floating_point() else e for e in exact]
     return lower
-
-
-def op_name(fn: Any) -> str:
-    return fn.op
 
 
 def _batch_norm_proxy(xs: list[torch.Tensor], attrs: dict[str, Any]) -> torch.Tensor:
@@ -204,9 +200,7 @@ _PROXIES: dict[str, Any] = {
 PROXY_LOWER = LoweringTable("torch-proxy")
 PROXY_LOWER.update(LOWER)
 for _op, _proxy in _PROXIES.items():
-    _fn = _straight_through(_proxy)
-    _fn.op = _op  # type: ignore[attr-defined]
-    PROXY_LOWER[_op] = _fn
+    PROXY_LOWER[_op] = _straight_through(_op, _proxy)
 
 
 def _run(graph: Graph, leaves: dict[str, torch.Tensor], table: LoweringTable = LOWER) -> dict[str, torch.Tensor]:
