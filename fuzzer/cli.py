@@ -27,6 +27,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return v
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
@@ -46,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-elems", type=_positive_int, default=1 << 16, help="bound on elements per tensor")
     g.add_argument("--no-check", action="store_true", help="with --stats: skip the eager torch/TF validity runs")
     sub.add_parser("ops", help="list the operator families and their dtypes")
+    r = sub.add_parser("run", help="run one case through the pipelines and judge it (exit 1 when it finds bugs)")
+    r.add_argument("case_dir", help="a case folder from `parallax gen --out`")
+    r.add_argument("--pipelines", type=_names, help="comma-separated pipelines (default: every available one; "
+                   "see `parallax targets`)")
+    r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    r.add_argument("--repeats", type=_positive_int, default=10, help="timed runs per optimisation level")
+    r.add_argument("--stage-timeout", type=_positive_float, default=120.0, help="seconds allowed per stage")
+    r.add_argument("--memory-mb", type=_positive_int, default=8192, help="worker memory limit (resident MiB)")
+    r.add_argument("--work-dir", default=".work", help="worker logs and library caches")
+    t = sub.add_parser("targets", help="list every pipeline, available or not, and why")
+    t.add_argument("--json", action="store_true", help="print JSON")
     return p
 
 
@@ -56,6 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "gen":
             from fuzzer.gen_command import run_gen
             return run_gen(args)
+        if args.command == "run":
+            from fuzzer.run_command import run_case_command
+            return run_case_command(args)
+        if args.command == "targets":
+            from fuzzer.run_command import run_targets
+            return run_targets(args)
         if args.command == "ops":
             from fuzzer.gen_command import run_ops
             return run_ops()

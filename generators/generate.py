@@ -25,6 +25,7 @@ import z3
 from generators.dtypes import ALL
 from generators.ir import Graph, GraphError, Node, TensorType
 from generators.ops import REGISTRY, get_spec
+from generators.ranges import Interval, leaf_interval, reachable, transfer
 from generators.spec import OpSpec, Plan
 from generators.symbolic import prod
 
@@ -105,6 +106,9 @@ class _Builder:
     dtype: dict[str, str] = field(default_factory=dict)
     witness: dict[str, int] = field(default_factory=dict)
     shape: dict[str, tuple[int, ...]] = field(default_factory=dict)  # concrete, under the witness
+    # Conservative value interval per tensor: a domain slot (Log's input) is never wired to a tensor
+    # whose values cannot enter the domain, which value search could then never repair.
+    values: dict[str, Interval] = field(default_factory=dict)
     counter: int = 0
     stats: _Stats = field(default_factory=_Stats)
     # A context per graph: z3's choices depend on AST ids, so a shared context would make a
@@ -116,8 +120,9 @@ class _Builder:
         self.counter += 1
         return f"{prefix}{self.counter}"
 
-    def new_leaf(self, dims: list[int], dtype: str, kind: str, pinned: bool = False) -> str:
+    def new_leaf(self, dims: list[int], dtype: str, kind: str, pinned: bool = False, domain: Any = None) -> str:
         name = self.fresh("t")
+        self.values[name] = leaf_interval(dtype, domain)
         vars_ = []
         for d in dims:
             v = self.fresh("d")
@@ -172,6 +177,57 @@ class _Builder:
             outs = spec.infer([self.shape[t] for t in n.inputs], self.node_attrs(n))
             for t, s in zip(n.outputs, outs):
                 self.shape[t] = tuple(int(d) for d in s)
+        self.values = self.propagate_values()
+
+    # -- value intervals ----------------------------------------------------------------------
+    def types(self, names: list[str]) -> list[TensorType]:
+        return [TensorType(self.shape[t], self.dtype[t]) for t in names]
+
+    def node_values(self, n: _Node, values: dict[str, Interval]) -> None:
+        """Set the intervals of `n`'s outputs in `values` from those of its inputs."""
+        outs = transfer(n.op, [values[t] for t in n.inputs], self.types(n.inputs), self.node_attrs(n),
+                        self.types(n.outputs))
+        values.update(zip(n.outputs, outs))
+
+    def propagate_values(self) -> dict[str, Interval]:
+        """Every tensor's interval, from the leaves' (the nodes are kept in topological order)."""
+        values = {t: self.values[t] for t in self.leaves}
+        for n in self.nodes:
+            self.node_values(n, values)
+        return values
+
+    @staticmethod
+    def safe_domains(spec: OpSpec, ins: list[TensorType], attrs: dict[str, Any]) -> dict[int, Any]:
+        try:
+            return spec.domains(ins, attrs)
+        except _SPEC_ERRORS:
+            return {}
+
+    def domains_reachable(self, n: _Node, values: dict[str, Interval]) -> bool:
+        doms = self.safe_domains(get_spec(n.op), self.types(n.inputs), self.node_attrs(n))
+        return all(reachable(values[n.inputs[i]], d, self.dtype[n.inputs[i]]) for i, d in doms.items())
+
+    def backward_keeps_domains(self, spec: OpSpec, plan: Plan, target: str, shapes: list[tuple[int, ...]],
+                               attrs: dict[str, Any], out_dtypes: list[str]) -> bool:
+        """Would replacing leaf `target` by this op leave every downstream domain reachable?"""
+        in_types = [TensorType(tuple(s), dt) for s, dt in zip(shapes, plan.in_dtypes)]
+        doms = self.safe_domains(spec, in_types, attrs)
+        ins = [leaf_interval(dt, doms.get(i)) for i, dt in enumerate(plan.in_dtypes)]
+        out_types = [TensorType(tuple(int(d) for d in s), dt) for s, dt in zip(spec.infer(shapes, attrs), out_dtypes)]
+        new = transfer(spec.name, ins, in_types, attrs, out_types)[0]
+        if new == self.values[target]:
+            return True
+        values = dict(self.values)
+        values[target] = new
+        changed = {target}
+        for n in self.nodes:
+            if not changed.intersection(n.inputs):
+                continue
+            self.node_values(n, values)
+            if not self.domains_reachable(n, values):
+                return False
+            changed.update(t for t in n.outputs if values[t] != self.values[t])
+        return True
 
     # -- z3 ----------------------------------------------------------------------------------
     def solver(self) -> z3.Solver:
@@ -295,6 +351,8 @@ class _Builder:
                 chosen.append(None)  # a leaf can be drawn inside the domain; an intermediate may not reach it
                 continue
             cands = [t for t in tensors if self.dtype[t] == dt and len(self.shape[t]) == r and t not in chosen]
+            if i in domains:
+                cands = [t for t in cands if reachable(self.values[t], domains[i], dt)]
             if anchor in cands and anchor not in chosen:
                 chosen.append(anchor)
                 continue
@@ -403,16 +461,20 @@ class _Builder:
     def commit_forward(self, spec: OpSpec, plan: Plan, chosen: list[str | None], fresh_dims: dict[int, list[int]],
                        attrs: dict[str, Any], out_dtypes: list[str]) -> None:
         ins = []
+        in_types = [TensorType(tuple(fresh_dims[i]) if c is None else self.shape[c], dt)
+                    for i, (c, dt) in enumerate(zip(chosen, plan.in_dtypes))]
+        doms = self.safe_domains(spec, in_types, attrs)
         for i, c in enumerate(chosen):
             if c is None:
                 c = self.new_leaf(list(fresh_dims[i]), plan.in_dtypes[i], self.leaf_kind(plan.fresh.get(i)),
-                                  pinned=i in plan.fresh or i in self.slot_domains(spec, plan))
+                                  pinned=i in plan.fresh or i in self.slot_domains(spec, plan), domain=doms.get(i))
             ins.append(c)
         node = self.make_node(spec, plan, ins, attrs, out_dtypes)
         self.nodes.append(node)
         outs = spec.infer([self.shape[t] for t in ins], attrs)
         for t, s in zip(node.outputs, outs):
             self.shape[t] = tuple(int(d) for d in s)
+        self.node_values(node, self.values)
 
     def make_node(self, spec: OpSpec, plan: Plan, ins: list[str], attrs: dict[str, Any],
                   out_dtypes: list[str], outputs: list[str] | None = None) -> _Node:
@@ -459,6 +521,8 @@ class _Builder:
                 continue
             outs = self.fits(spec, shapes, attrs)
             if outs is not None and outs[0] == want and all(prod(s) <= self.cfg.max_elems for s in shapes):
+                if not self.backward_keeps_domains(spec, plan, target, shapes, attrs, out_dtypes):
+                    return False
                 self.commit_backward(spec, plan, target, shapes, attrs, out_dtypes)
                 return True
         # z3: new input dims and attributes such that the output equals the leaf's shape
@@ -490,6 +554,8 @@ class _Builder:
         shapes = [tuple(sol[f"b:{i}:{j}"] for j in range(r)) for i, r in enumerate(plan.in_ranks)]
         if self.fits(spec, shapes, attrs) is None or any(prod(s) > self.cfg.max_elems for s in shapes):
             return False
+        if not self.backward_keeps_domains(spec, plan, target, shapes, attrs, out_dtypes):
+            return False
         self.commit_backward(spec, plan, target, shapes, attrs, out_dtypes)
         return True
 
@@ -497,8 +563,10 @@ class _Builder:
                         attrs: dict[str, Any], out_dtypes: list[str]) -> None:
         old = self.leaves.pop(target)
         kind = old.kind
+        doms = self.safe_domains(spec, [TensorType(tuple(s), dt) for s, dt in zip(shapes, plan.in_dtypes)], attrs)
         ins = [self.new_leaf(list(s), dt, "weight" if plan.fresh.get(i) == "weight" else
-                             (kind if self.rng.random() < 0.7 else self.leaf_kind(None)), pinned=i in plan.fresh)
+                             (kind if self.rng.random() < 0.7 else self.leaf_kind(None)), pinned=i in plan.fresh,
+                             domain=doms.get(i))
                for i, (s, dt) in enumerate(zip(shapes, plan.in_dtypes))]
         extra = [self.fresh("t") for _ in out_dtypes[1:]]
         node = self.make_node(spec, plan, ins, attrs, out_dtypes, outputs=[target] + extra)
@@ -506,6 +574,7 @@ class _Builder:
         outs = spec.infer([self.shape[t] for t in ins], attrs)
         for t, s in zip(node.outputs, outs):
             self.shape[t] = tuple(int(d) for d in s)
+        self.values = self.propagate_values()
 
     # -- the loop ----------------------------------------------------------------------------
     def step(self) -> bool:

@@ -162,7 +162,9 @@ def check_values(graph: Graph, env: dict[str, torch.Tensor]) -> tuple[list[str],
             y = env[t]
             if y.is_floating_point() and not bool(torch.isfinite(y).all()):
                 problems.append(f"{n.name}: non-finite output")
-                big = [env[s] for s in n.inputs if env[s].is_floating_point()]
+                # Inputs already non-finite are an upstream node's problem (it has its own penalty);
+                # their NaN derivatives would otherwise wipe out the very gradient that fixes it.
+                big = [env[s] for s in n.inputs if env[s].is_floating_point() and bool(torch.isfinite(env[s]).all())]
                 penalty = penalty + sum((torch.relu(b.float().abs() - 1.0) ** 2).nan_to_num(0).sum() for b in big)
     return problems, penalty
 

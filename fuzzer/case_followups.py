@@ -1,0 +1,141 @@
+"""Second looks at a judged case: where a mismatch starts, whether a slowdown is real, which TVM pass.
+
+Each follow-up runs more jobs on the same worker and edits the verdict in place; each returns notes
+saying what it did (or why it could not), so reports never hide a step that was skipped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fuzzer.targets.arrays import pack_dict, pack_list
+from generators.ir import Graph
+from generators.values import Values
+from generators.variants import expose_intermediates, producer_ops
+from oracles.blame import optimiser_component
+from oracles.compare import compare_outputs
+from oracles.judge import Finding, Reference, Verdict, set_first_op, tolerance_pairs
+from oracles.outcome import Outcome
+from oracles.pipeline_id import parse_pipeline
+from oracles.signature import mismatch_signature
+from oracles.slowdown import judge_slowdown
+from oracles.taxonomy import location_for
+
+if TYPE_CHECKING:
+    from fuzzer.case_runner import CaseRunner
+
+
+def localise_mismatches(runner: CaseRunner, graph: Graph, values: Values, verdict: Verdict) -> list[str]:
+    """Re-run the pipeline on the probe graph (every intermediate an output): the first op whose output
+    diverges from the reference's names the mismatch in its signature."""
+    notes = []
+    probe = expose_intermediates(graph)
+    ops = producer_ops(probe, probe.outputs)
+    for f in verdict.findings:
+        if f.symptom != "wrong_output" or f.first_op:
+            continue
+        pipeline = f.pipelines[0]
+        pid = parse_pipeline(pipeline)
+        ref, outs, _ = runner.run_source(probe, values, pid.source, [pipeline])
+        got = outs.get(pipeline)
+        if ref is None or ref.outputs is None or got is None or got.outputs is None:
+            fallback = _first_bad_output_op(graph, f)
+            set_first_op(f, fallback)
+            notes.append(f"{pipeline}: probe run failed; first op taken from the outputs ({fallback})")
+            continue
+        recs = compare_outputs(ref.outputs, got.outputs, ref.tolerances())
+        bad = [i for i, r in enumerate(recs) if r.mismatch]
+        if bad:
+            set_first_op(f, ops[bad[0]])
+            f.detail["first_tensor"] = probe.outputs[bad[0]]
+        else:
+            fallback = _first_bad_output_op(graph, f)
+            set_first_op(f, fallback)
+            notes.append(f"{pipeline}: the mismatch vanishes when intermediates are outputs; "
+                         f"first op taken from the outputs ({fallback})")
+    return notes
+
+
+def _first_bad_output_op(graph: Graph, f: Finding) -> str:
+    recs = f.detail.get("records", [])
+    ops = producer_ops(graph, graph.outputs)
+    for i, r in enumerate(recs):
+        if r.get("klass", "ok") != "ok" and i < len(ops):
+            return ops[i]
+    return ops[0] if ops else "?"
+
+
+def confirm_slowdowns(runner: CaseRunner, graph: Graph, values: Values, outcomes: dict[str, Outcome],
+                      verdict: Verdict) -> list[str]:
+    """A higher opt level > 2x slower than the lowest level of the same backend and device, in the first
+    measurement, gets a second independent one (fresh builds, interleaved runs) and a U test."""
+    notes = []
+    groups: dict[tuple, list] = {}
+    for name, o in outcomes.items():
+        pid = parse_pipeline(name)
+        if pid.backend in ("ort", "tvm") and o.run_times:
+            groups.setdefault((pid.source, pid.converter, pid.backend, pid.device), []).append(pid)
+    for members in groups.values():
+        members.sort(key=lambda p: p.level_rank)
+        low = members[0]
+        for high in members[1:]:
+            first = judge_slowdown(outcomes[low.name].run_times, outcomes[high.name].run_times, None, None)
+            if first.reason != "unconfirmed":
+                continue
+            request = {"op": "time", "graph": graph.dumps(), "source": low.source,
+                       "pipelines": [low.name, high.name], "repeats": max(runner.settings.repeats, 10),
+                       "stage_timeout_s": runner.settings.stage_timeout_s}
+            blobs = {"inputs": pack_dict(values.inputs), "weights": pack_dict(values.weights)}
+            events, result = runner.submit(request, blobs)
+            times = {e.header["pipeline"]: e.header["run_times"] for e in events if e.event == "timing"}
+            if not result.completed or low.name not in times or high.name not in times:
+                notes.append(f"slowdown {high.name} vs {low.name}: confirmation run failed ({result.detail})")
+                continue
+            v = judge_slowdown(outcomes[low.name].run_times, outcomes[high.name].run_times,
+                               times[low.name], times[high.name])
+            if not v.slow:
+                notes.append(f"slowdown {high.name} vs {low.name}: not confirmed ({v.reason})")
+                continue
+            component = optimiser_component(high)
+            verdict.findings.append(Finding(
+                "slowdown", "run", location_for("compile", component), component, [high.name, low.name],
+                "slowdown", mismatch_signature(component, "run", f"{low.level}->{high.level}", "slowdown"),
+                message=f"{high.level} is {v.ratio:.1f}x slower than {low.level} (p={v.p_value:.2g}; "
+                        f"confirmed {v.confirm_ratio:.1f}x, p={v.confirm_p_value:.2g})",
+                why=f"same backend and device, {low.level} vs {high.level}", detail={"slowdown": v.__dict__}))
+    return notes
+
+
+def bisect_tvm_passes(runner: CaseRunner, graph: Graph, values: Values, refs: dict[str, Reference],
+                      artefacts: dict[str, bytes], verdict: Verdict) -> list[str]:
+    """A finding blamed on a TVM opt level gets the pass at fault named (re-builds with passes disabled)."""
+    notes = []
+    for f in verdict.findings:
+        if not f.component.startswith("tvm optimisation") or f.culprit:
+            continue
+        pid = parse_pipeline(f.pipelines[0])
+        ref = refs.get(pid.source)
+        blobs = {"inputs": pack_dict(values.inputs), "weights": pack_dict(values.weights)}
+        request = {"op": "bisect", "graph": graph.dumps(), "source": pid.source, "pipeline": pid.name,
+                   "stage_timeout_s": runner.settings.stage_timeout_s * 10}
+        if f.symptom == "wrong_output" and ref is not None and ref.outputs is not None:
+            blobs["expected"] = pack_list(ref.outputs)
+            request["tolerances"] = tolerance_pairs(ref.tolerances())
+        model = artefacts.get(f"{pid.source}>{pid.converter}")
+        if model is not None:
+            blobs[f"model:{pid.converter}"] = model
+        events, result = runner.submit(request, blobs)
+        found = [e.header for e in events if e.event == "bisect"]
+        if not result.completed or not found:
+            notes.append(f"{pid.name}: pass bisection did not finish ({result.detail or result.error})")
+            continue
+        guilty = found[0].get("guilty_pass")
+        if guilty:
+            f.culprit = guilty
+            f.component = f"tvm pass {guilty}"
+            f.signature = mismatch_signature(f.component, f.stage, f.first_op, f.kind) \
+                if f.symptom == "wrong_output" else f.signature.replace(optimiser_component(pid), f.component)
+            f.location = "backend optimisation"
+        else:
+            notes.append(f"{pid.name}: no single TVM pass makes the problem vanish when disabled")
+    return notes

@@ -1,0 +1,1 @@
+"""Pipelines: sources, converters and backends, each stage run inside an isolated worker."""

@@ -1,0 +1,229 @@
+"""Outcomes of one case → findings (symptom, stage, blame, signature) and capability gaps.
+
+Knows nothing of the frameworks: it reads numpy arrays, timings and failures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from oracles.blame import SOURCE_NAMES, blame_failure, blame_mismatch, lowest_level
+from oracles.compare import CompareRecord, compare_outputs
+from oracles.outcome import Failure, Outcome
+from oracles.pipeline_id import PipelineId, parse_pipeline
+from oracles.signature import crash_signature, mismatch_signature
+from oracles.taxonomy import location_for, symptom_for_failure
+from oracles.tolerance import Tolerance, derive_tolerance
+from oracles.unsupported import unsupported_op
+
+
+@dataclass
+class Reference:
+    """The eager source on CPU (and its float64 twin's outputs, when the graph has floats)."""
+
+    source: str
+    outputs: list[np.ndarray] | None
+    outputs64: list[np.ndarray] | None = None
+    failure: Failure | None = None
+    seconds: float = 0.0  # time inside the eager framework (both runs)
+
+    def tolerances(self) -> list[Tolerance]:
+        assert self.outputs is not None
+        wide = self.outputs64 or [None] * len(self.outputs)
+        return [derive_tolerance(r, w, str(r.dtype)) for r, w in zip(self.outputs, wide)]
+
+
+@dataclass
+class Finding:
+    symptom: str  # oracles.taxonomy.SYMPTOMS
+    stage: str
+    location: str
+    component: str
+    pipelines: list[str]
+    kind: str  # failure kind, or the mismatch class (precision / semantic), or "slowdown"
+    signature: str
+    message: str = ""
+    why: str = ""  # the triangulation that named the component
+    first_op: str = ""  # mismatches: the first op whose output diverges ("" until localised)
+    culprit: str = ""  # e.g. the TVM pass whose disabling makes the bug vanish
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Finding:
+        return cls(**d)
+
+
+@dataclass
+class Gap:
+    """A clean "not supported" error: a capability gap of a component, never counted as a bug."""
+
+    component: str
+    op: str
+    signature: str
+    pipelines: list[str]
+    message: str
+
+
+@dataclass
+class Verdict:
+    findings: list[Finding]
+    gaps: list[Gap]
+    records: dict[str, list[CompareRecord]]  # per pipeline with outputs
+    mismatched: list[str]  # pipelines whose outputs differ (before grouping)
+
+
+def judge_case(refs: dict[str, Reference], outcomes: dict[str, Outcome]) -> Verdict:
+    pids = {name: parse_pipeline(name) for name in outcomes}
+    records: dict[str, list[CompareRecord]] = {}
+    wrong: dict[PipelineId, bool] = {}
+    tols = {s: r.tolerances() for s, r in refs.items() if r.outputs is not None}
+    for name, o in outcomes.items():
+        ref = refs.get(pids[name].source)
+        if o.outputs is None or ref is None or ref.outputs is None:
+            continue
+        records[name] = compare_outputs(ref.outputs, o.outputs, tols[ref.source])
+        wrong[pids[name]] = any(r.mismatch for r in records[name])
+    findings: list[Finding] = []
+    gaps: list[Gap] = []
+    for name, o in sorted(outcomes.items()):
+        pid = pids[name]
+        if o.failure is not None and not o.skipped:
+            if o.failure.kind == "unsupported":
+                gaps.append(_gap(pid, o.failure))
+            else:
+                findings.append(_crash(pid, o.failure, outcomes, pids))
+        elif wrong.get(pid):
+            findings.append(_mismatch(pid, records[name], wrong))
+    odd = _source_is_odd_one_out(refs, outcomes, wrong)
+    for f in findings:
+        if odd.get(f.pipelines[0].split(">")[0]) and f.symptom == "wrong_output":
+            src = f.pipelines[0].split(">")[0]
+            f.component, f.why = SOURCE_NAMES[src], "every other implementation agrees among themselves"
+            f.signature = mismatch_signature(f.component, f.stage, f.first_op, f.kind)
+    return Verdict(group_findings(findings), _group_gaps(gaps), records, sorted(p.name for p, b in wrong.items() if b))
+
+
+def _crash(pid: PipelineId, f: Failure, outcomes: dict[str, Outcome], pids: dict[str, PipelineId]) -> Finding:
+    low = lowest_level(pid)
+    lower_ok = None
+    if low is not None and low.name in outcomes:
+        lf = outcomes[low.name].failure
+        lower_ok = lf is None or _stage_index(lf.stage) > _stage_index(f.stage)
+    component = blame_failure(pid, f.stage, lower_ok)
+    return Finding(symptom_for_failure(f.kind, f.stage), f.stage, location_for(f.stage, component), component,
+                   [pid.name], f.kind, crash_signature(component, f.stage, f.kind, f.exc_type, f.message),
+                   message=f"{f.exc_type}: {f.message}" if f.exc_type else f.message,
+                   why="lower level passed this stage" if lower_ok and pid.level_rank else "")
+
+
+def _stage_index(stage: str) -> int:
+    from oracles.outcome import STAGES
+
+    return STAGES.index(stage)
+
+
+def _mismatch(pid: PipelineId, recs: list[CompareRecord], wrong: dict[PipelineId, bool]) -> Finding:
+    component, why = blame_mismatch(pid, wrong)
+    klass = "semantic" if any(r.klass == "semantic" for r in recs) else "precision"
+    return Finding("wrong_output", "run", location_for("run", component), component, [pid.name], klass,
+                   mismatch_signature(component, "run", "", klass), message=mismatch_message(recs),
+                   why=why, detail={"records": [r.to_json() for r in recs]})
+
+
+def mismatch_message(recs: list[CompareRecord]) -> str:
+    """The worst output's difference in one line: shape/dtype first, then NaN/Inf, then the numbers."""
+    bad = [r for r in recs if r.mismatch]
+    for r in bad:
+        if not r.shape_equal or not r.dtype_equal:
+            return (f"output {r.output_index}: got {r.got_dtype}{list(r.got_shape or ())}, "
+                    f"expected {r.ref_dtype}{list(r.ref_shape or ())}")
+    for r in bad:
+        if r.nan_inf_appeared:
+            return f"output {r.output_index}: {r.nan_inf_appeared} NaN/Inf where the reference is finite"
+    worst = max(bad, key=lambda r: _finite(r.max_abs))
+    text = f"output {worst.output_index}: max abs {_finite(worst.max_abs):.3g}"
+    if worst.max_rel is not None:
+        text += f", max rel {worst.max_rel:.3g}"
+    if worst.share_over_tol is not None:
+        text += f", {worst.share_over_tol:.1%} over tolerance (atol {worst.atol:.3g}, rtol {worst.rtol:.3g})"
+    if worst.argmax_agree is not None:
+        text += f", argmax agrees on {worst.argmax_agree:.0%} of rows"
+    return text + (f"; {worst.note}" if worst.note else "")
+
+
+def _finite(x: float | None) -> float:
+    return x if x is not None and np.isfinite(x) else 1e300
+
+
+def _gap(pid: PipelineId, f: Failure) -> Gap:
+    component = blame_failure(pid, f.stage, None)
+    return Gap(component, unsupported_op(f.message),
+               crash_signature(component, f.stage, f.kind, f.exc_type, f.message), [pid.name],
+               f"{f.exc_type}: {f.message}".strip(": "))
+
+
+def _source_is_odd_one_out(refs: dict[str, Reference], outcomes: dict[str, Outcome],
+                           wrong: dict[PipelineId, bool]) -> dict[str, bool]:
+    """The eager source is the odd one out when ≥3 pipelines on ≥2 independent paths (different converters,
+    or a converter and a direct backend) all disagree with it and agree with each other."""
+    out: dict[str, bool] = {}
+    for src, ref in refs.items():
+        ran = [p for p in wrong if p.source == src]
+        if len(ran) < 3 or not all(wrong[p] for p in ran):
+            continue
+        if len({p.converter or p.backend for p in ran}) < 2:  # consumers of one exported model are one vote
+            continue
+        first = outcomes[ran[0].name].outputs
+        tols = ref.tolerances()
+        out[src] = all(not any(r.mismatch for r in compare_outputs(first, outcomes[p.name].outputs, tols))
+                       for p in ran[1:])
+    return out
+
+
+def group_findings(findings: list[Finding]) -> list[Finding]:
+    """One finding per (signature): a converter bug seen by nine consumers is one bug."""
+    by_sig: dict[str, Finding] = {}
+    for f in findings:
+        if f.signature in by_sig:
+            by_sig[f.signature].pipelines.extend(p for p in f.pipelines if p not in by_sig[f.signature].pipelines)
+        else:
+            by_sig[f.signature] = f
+    return list(by_sig.values())
+
+
+def _group_gaps(gaps: list[Gap]) -> list[Gap]:
+    by_sig: dict[str, Gap] = {}
+    for g in gaps:
+        if g.signature in by_sig:
+            by_sig[g.signature].pipelines.extend(g.pipelines)
+        else:
+            by_sig[g.signature] = g
+    return list(by_sig.values())
+
+
+def set_first_op(f: Finding, op: str) -> None:
+    """Localisation found the first diverging op: it becomes part of the mismatch signature."""
+    f.first_op = op
+    f.signature = mismatch_signature(f.component, f.stage, op, f.kind)
+
+
+def tolerance_pairs(tols: list[Tolerance]) -> list[list[float]]:
+    return [[t.atol, t.rtol] for t in tols]
+
+
+def reference_failure_finding(ref: Reference) -> Finding | None:
+    """The eager source itself failed: the generator promised a valid graph, so the source is at fault."""
+    if ref.failure is None:
+        return None
+    f = ref.failure
+    component = SOURCE_NAMES[ref.source]
+    return Finding(symptom_for_failure(f.kind, f.stage), "reference", location_for("reference", component),
+                   component, [f"{ref.source}>reference"], f.kind,
+                   crash_signature(component, "reference", f.kind, f.exc_type, f.message),
+                   message=f"{f.exc_type}: {f.message}" if f.exc_type else f.message)
