@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fuzzer.noise_check import explain_as_noise
 from fuzzer.targets.arrays import pack_dict, pack_list
 from generators.ir import Graph
 from generators.values import Values
@@ -31,6 +32,7 @@ def localise_mismatches(runner: CaseRunner, graph: Graph, values: Values, verdic
     notes = []
     probe = expose_intermediates(graph)
     ops = producer_ops(probe, probe.outputs)
+    noise: list[Finding] = []
     for f in verdict.findings:
         if f.symptom != "wrong_output" or f.first_op:
             continue
@@ -43,16 +45,28 @@ def localise_mismatches(runner: CaseRunner, graph: Graph, values: Values, verdic
             set_first_op(f, fallback)
             notes.append(f"{pipeline}: probe run failed; first op taken from the outputs ({fallback})")
             continue
-        recs = compare_outputs(ref.outputs, got.outputs, ref.tolerances())
+        tols = ref.tolerances()
+        recs = compare_outputs(ref.outputs, got.outputs, tols)
         bad = [i for i, r in enumerate(recs) if r.mismatch]
         if bad:
             set_first_op(f, ops[bad[0]])
             f.detail["first_tensor"] = probe.outputs[bad[0]]
+            node = probe.producers()[probe.outputs[bad[0]]]
+            leaves = {**values.inputs, **values.weights}
+            ref_env = {**leaves, **dict(zip(probe.outputs, ref.outputs))}
+            got_env = {**leaves, **dict(zip(probe.outputs, got.outputs))}
+            why = explain_as_noise(node, probe, ref_env, got_env, [got_env[t] for t in node.outputs],
+                                   dict(zip(probe.outputs, tols)))
+            if why:
+                noise.append(f)
+                notes.append(f"{pipeline}: dropped a mismatch as noise: {why}")
         else:
             fallback = _first_bad_output_op(graph, f)
             set_first_op(f, fallback)
             notes.append(f"{pipeline}: the mismatch vanishes when intermediates are outputs; "
                          f"first op taken from the outputs ({fallback})")
+    verdict.findings[:] = [f for f in verdict.findings if f not in noise]
+    verdict.noise.extend(noise)
     return notes
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fuzzer.case_followups import bisect_tvm_passes, confirm_slowdowns, localise_mismatches
+from fuzzer.gap_book import GapBook
 from fuzzer.targets.arrays import pack_dict, unpack_list
 from fuzzer.worker_pool import Event, Worker
 from generators.ir import Graph
@@ -46,9 +47,10 @@ class CaseResult:
 
 
 class CaseRunner:
-    def __init__(self, worker: Worker, settings: RunSettings | None = None) -> None:
+    def __init__(self, worker: Worker, settings: RunSettings | None = None, gaps: GapBook | None = None) -> None:
         self.worker = worker
         self.settings = settings or RunSettings()
+        self.gaps = gaps  # capability gaps fed back across cases (None: every pipeline runs every case)
         self.worker_seconds = 0.0
 
     # -- one job, surviving worker deaths -----------------------------------------------------------
@@ -122,14 +124,24 @@ class CaseRunner:
         refs: dict[str, Reference] = {}
         outcomes: dict[str, Outcome] = {}
         artefacts: dict[str, bytes] = {}
+        if self.gaps is not None:
+            for p in pipelines:
+                why = self.gaps.skip_reason(p, graph)
+                if why:
+                    outcomes[p.name] = Outcome(p.name, skipped=why)
         for source in sorted({p.source for p in pipelines}):
-            names = [p.name for p in pipelines if p.source == source]
+            names = [p.name for p in pipelines if p.source == source and p.name not in outcomes]
+            if not names:
+                continue
             ref, outs, models = self.run_source(graph, values, source, names)
             if ref is not None:
                 refs[source] = ref
             outcomes.update(outs)
             artefacts.update({f"{source}>{c}": m for c, m in models.items()})
         verdict = judge_case(refs, outcomes)
+        if self.gaps is not None:
+            for gap in verdict.gaps:
+                self.gaps.record(gap, graph)
         for ref in refs.values():
             f = reference_failure_finding(ref)
             if f is not None:

@@ -20,11 +20,13 @@ from generators.ir import Graph
 from generators.lower_torch import LOWER
 from generators.lowering import LoweringTable
 from generators.ops import get_spec
+from generators.ranges import DOMAIN_INTERVALS, EXP_LIMIT, INT_SPAN, NONZERO_EPS
 from generators.spec import Domain
 
-_INT_SPAN = {"int8": 10, "int32": 20, "int64": 20}
-_EXP_LIMIT = 8.0  # exp(8) ~ 3e3: float16 survives a product or two of it
-_NONZERO_EPS = 0.25
+# One definition of the domains, shared with the generator's interval checks (generators.ranges).
+_INT_SPAN = INT_SPAN
+_EXP_LIMIT = EXP_LIMIT
+_NONZERO_EPS = NONZERO_EPS
 
 
 @dataclass
@@ -44,8 +46,7 @@ class ValueReport:
 
 _INF = float("inf")
 # Float domains as closed intervals; "nonzero" additionally keeps |x| >= _NONZERO_EPS.
-_INTERVAL = {"positive": (0.05, _INF), "nonneg": (0.0, _INF), "unit": (-0.99, 0.99),
-             "exp_safe": (-_INF, _EXP_LIMIT), "small": (-3.0, 3.0), "nonzero": (-_INF, _INF)}
+_INTERVAL = DOMAIN_INTERVALS
 # Sampling bands tried in turn: saturating and stepwise ops (hardtanh, ceil) have no gradient,
 # so magnitude variety in the draws is what rescues them.
 _BANDS = ((-3.0, 3.0), (-1.0, 1.0), (0.1, 1.0), (0.5, 2.0), (-0.5, 0.5), (1.0, 3.0))
@@ -71,11 +72,17 @@ class LeafDomain:
         self.lo, self.hi = max(self.lo, lo), min(self.hi, hi)
         self.nonzero = self.nonzero or dom == "nonzero"
 
-    def project(self, x: torch.Tensor) -> torch.Tensor:
+    def project(self, x: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
+        """Back into the domain. A "nonzero" value that stepped into the gap around 0 lands on the
+        side it was heading to (given `prev`, its value before the step): snapping it back to where
+        it came from would never let the search flip a sign."""
         if self.lo > -_INF or self.hi < _INF:
             x = x.clamp(self.lo if self.lo > -_INF else None, self.hi if self.hi < _INF else None)
         if self.nonzero:
-            x = torch.where(x.abs() < _NONZERO_EPS, torch.where(x < 0, -_NONZERO_EPS, _NONZERO_EPS), x)
+            negative = x < 0 if prev is None else x < prev
+            x = torch.where(x.abs() < _NONZERO_EPS, torch.where(negative, -_NONZERO_EPS, _NONZERO_EPS), x)
+            if self.lo > -_INF or self.hi < _INF:  # the jump may not leave [lo, hi]
+                x = x.clamp(self.lo if self.lo > -_INF else None, self.hi if self.hi < _INF else None)
         return x
 
 
@@ -205,13 +212,20 @@ for _op, _proxy in _PROXIES.items():
     PROXY_LOWER[_op] = _straight_through(_op, _proxy)
 
 
+_SEARCH_EXTENSION = 4  # the search may run this many times `search_steps` while it makes progress
+_PROGRESS = 0.01  # a relative penalty drop that counts as progress
+
+
 def _run(graph: Graph, leaves: dict[str, torch.Tensor], table: LoweringTable = LOWER) -> dict[str, torch.Tensor]:
     order = graph.topological_nodes()
     return run_nodes(graph, order, leaves, lambda name: leaves[name], table)
 
 
 def find_values(graph: Graph, seed: int, samples: int = 16, search_steps: int = 60) -> tuple[Values, ValueReport]:
-    """Leaves for `graph` such that the eager torch run is finite and in-domain everywhere."""
+    """Leaves for `graph` such that the eager torch run is finite and in-domain everywhere.
+
+    The gradient search runs `search_steps` steps, and on (up to 4x as long) while its penalty
+    still falls: a leaf that must travel far (a band of (1.7, 2.7) behind Log and Acos) gets there."""
     rng = np.random.default_rng(seed)
     doms = _leaf_domains(graph)
     leaves_names = graph.inputs + graph.weights
@@ -242,7 +256,8 @@ def find_values(graph: Graph, seed: int, samples: int = 16, search_steps: int = 
     if not params:
         return _split(graph, arrays), ValueReport(False, "gave-up", samples, 0, problems)
     opt = torch.optim.Adam(list(params.values()), lr=0.2)
-    for step in range(1, search_steps + 1):
+    best_penalty, improved_at, step = _INF, 0, 0
+    for step in range(1, _SEARCH_EXTENSION * search_steps + 1):
         leaves = {t: (params[t].to(getattr(torch, graph.tensors[t].dtype)) if t in params
                       else torch.from_numpy(a)) for t, a in arrays.items()}
         try:
@@ -254,6 +269,10 @@ def find_values(graph: Graph, seed: int, samples: int = 16, search_steps: int = 
         if not problems:
             arrays.update({t: p.detach().numpy().astype(graph.tensors[t].dtype) for t, p in params.items()})
             return _split(graph, arrays), ValueReport(True, "searched", samples, step)
+        if float(penalty.detach()) < best_penalty * (1.0 - _PROGRESS):
+            best_penalty, improved_at = float(penalty.detach()), step
+        if step >= search_steps and step - improved_at > search_steps // 2:
+            break
         if not penalty.requires_grad:
             break
         opt.zero_grad()
@@ -264,12 +283,13 @@ def find_values(graph: Graph, seed: int, samples: int = 16, search_steps: int = 
         for p in params.values():
             if p.grad is not None:
                 p.grad.nan_to_num_(0.0)
+        before = {t: p.detach().clone() for t, p in params.items() if t in doms}
         opt.step()
         with torch.no_grad():
             for t, p in params.items():
                 if t in doms:
-                    p.copy_(doms[t].project(p))
-    return _split(graph, arrays), ValueReport(False, "gave-up", samples, search_steps, problems)
+                    p.copy_(doms[t].project(p, before[t]))
+    return _split(graph, arrays), ValueReport(False, "gave-up", samples, step, problems)
 
 
 def _split(graph: Graph, arrays: dict[str, Any]) -> Values:

@@ -76,6 +76,7 @@ class Verdict:
     gaps: list[Gap]
     records: dict[str, list[CompareRecord]]  # per pipeline with outputs
     mismatched: list[str]  # pipelines whose outputs differ (before grouping)
+    noise: list[Finding] = field(default_factory=list)  # mismatches later explained as rounding/tie noise
 
 
 def judge_case(refs: dict[str, Reference], outcomes: dict[str, Outcome]) -> Verdict:
