@@ -10,7 +10,6 @@ a bug is fixed upstream its test fails on purpose; then move the graph to the co
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
