@@ -63,8 +63,7 @@ def main() -> None:
             per_case.append(r.seconds)
             wall += r.seconds
             wait += r.worker_seconds
-            sut += sum(sum(o.stage_times.values()) for o in r.outcomes.values())
-            sut += sum(ref.seconds for ref in r.references.values())
+            sut += r.sut_seconds
             findings += len(r.verdict.findings)
     out = {
         "bench": "throughput", "python": platform.python_version(), "pipelines": [p.name for p in pipelines],

@@ -43,6 +43,7 @@ class CaseResult:
     verdict: Verdict
     seconds: float
     worker_seconds: float  # time spent waiting on workers (the systems under test and their IPC)
+    sut_seconds: float  # of which the worker measured inside the systems under test (all jobs, follow-ups too)
     followup_notes: list[str] = field(default_factory=list)
 
 
@@ -52,6 +53,7 @@ class CaseRunner:
         self.settings = settings or RunSettings()
         self.gaps = gaps  # capability gaps fed back across cases (None: every pipeline runs every case)
         self.worker_seconds = 0.0
+        self.sut_seconds = 0.0
 
     # -- one job, surviving worker deaths -----------------------------------------------------------
     def submit(self, request: dict[str, Any], blobs: dict[str, bytes]) -> tuple[list[Event], Any]:
@@ -59,6 +61,10 @@ class CaseRunner:
         t0 = time.perf_counter()
         result = self.worker.run(request, blobs, events.append)
         self.worker_seconds += time.perf_counter() - t0
+        for ev in events:  # time the worker measured inside systems under test
+            self.sut_seconds += sum(ev.header.get("stage_times", {}).values())
+            if ev.event == "timing":  # a confirmation measurement: its runs are outside any stage
+                self.sut_seconds += sum(ev.header.get("run_times", []))
         return events, result
 
     def run_source(self, graph: Graph, values: Values, source: str, pipelines: list[str],
@@ -121,6 +127,7 @@ class CaseRunner:
     def run_case(self, graph: Graph, values: Values, pipelines: list[PipelineId]) -> CaseResult:
         t0 = time.perf_counter()
         self.worker_seconds = 0.0
+        self.sut_seconds = 0.0
         refs: dict[str, Reference] = {}
         outcomes: dict[str, Outcome] = {}
         artefacts: dict[str, bytes] = {}
@@ -154,7 +161,8 @@ class CaseRunner:
             notes += confirm_slowdowns(self, graph, values, outcomes, verdict)
         if s.bisect_passes:
             notes += bisect_tvm_passes(self, graph, values, refs, artefacts, verdict)
-        return CaseResult(refs, outcomes, artefacts, verdict, time.perf_counter() - t0, self.worker_seconds, notes)
+        return CaseResult(refs, outcomes, artefacts, verdict, time.perf_counter() - t0, self.worker_seconds,
+                          self.sut_seconds, notes)
 
 
 def _reference(source: str, ev: Event) -> Reference:

@@ -450,7 +450,9 @@ class _Builder:
         if sol is not None:
             try:
                 self.recompute_shapes()
-                if all(prod(s) <= self.cfg.max_elems for s in self.shape.values()):
+                # new shapes can shut a domain (a softmax axis resized to 1 feeding Asin)
+                if (all(prod(s) <= self.cfg.max_elems for s in self.shape.values())
+                        and all(self.domains_reachable(n, self.values) for n in self.nodes)):
                     return sol
             except _SPEC_ERRORS:
                 pass

@@ -7,10 +7,13 @@ generator asks `reachable` before wiring a tensor into a domain slot, and refuse
 when the tensor's interval misses the domain.
 
 An `Interval` over-approximates the values a tensor can hold ([lo, hi], closed, infinities
-allowed); `has` lists values that (almost) every instance contains, such as the zeros Tril
-writes: a domain that excludes one of them is out of reach however the leaves are drawn. An
-op with no rule here gives the unbounded interval, which never refuses anything, so a missing
-or loose rule costs variety of nothing but a little validity.
+allowed). Three facts hold of every instance instead, and catch what bounds cannot: `has`
+lists values always present (the zeros Tril writes), `below` is a value some element is at
+most and `above` one some element is at least (a LayerNorm row has elements on both sides of
+0, a softmax over n on both sides of 1/n): a domain that excludes such a value is out of
+reach however the leaves are drawn. An op with no rule here gives the unbounded interval with
+no facts, which never refuses anything, so a missing or loose rule costs no variety, only a
+little validity.
 """
 
 from __future__ import annotations
@@ -41,23 +44,32 @@ _INT_LIMITS = {"int8": (-128, 127), "int32": (-(2 ** 31), 2 ** 31 - 1), "int64":
 
 @dataclass(frozen=True)
 class Interval:
-    """Values a tensor may hold: within [lo, hi]; every value in `has` is (almost) surely present."""
+    """Values a tensor may hold: within [lo, hi]. Every value in `has` is (almost) surely present;
+    some element is <= `below` and some element is >= `above` (INF / -INF: nothing known)."""
 
     lo: float = -INF
     hi: float = INF
     has: tuple[float, ...] = ()
+    below: float = INF
+    above: float = -INF
 
     def hull(self, other: Interval, keep: bool = False) -> Interval:
-        """The smallest interval holding both; `keep`: both are present (concatenation)."""
-        has = tuple(sorted(set(self.has) | set(other.has))) if keep else ()
-        return Interval(min(self.lo, other.lo), max(self.hi, other.hi), has)
+        """The smallest interval holding both; `keep`: all of both is present (concatenation)."""
+        if keep:
+            return _make(min(self.lo, other.lo), max(self.hi, other.hi), set(self.has) | set(other.has),
+                         min(self.below, other.below), max(self.above, other.above))
+        return _make(min(self.lo, other.lo), max(self.hi, other.hi))
 
     def clip(self, lo: float, hi: float) -> Interval:
         """Intersected with [lo, hi] (the values an op with that domain actually sees)."""
         nlo, nhi = max(self.lo, lo), min(self.hi, hi)
         if nlo > nhi:  # disjoint: the op is unreachable anyway; stay conservative
             return self
-        return Interval(nlo, nhi, tuple(c for c in self.has if nlo <= c <= nhi))
+        return _make(nlo, nhi, self.has, self.below, self.above)
+
+    def bounds(self) -> Interval:
+        """The same bounds, none of the facts (for ops that keep only some of the elements)."""
+        return Interval(self.lo, self.hi)
 
 
 TOP = Interval()
@@ -69,11 +81,15 @@ def _fix(lo: float, hi: float) -> tuple[float, float]:
     return (-INF if math.isnan(lo) else lo), (INF if math.isnan(hi) else hi)
 
 
-def _make(lo: float, hi: float, has: Iterable[float] = ()) -> Interval:
+def _make(lo: float, hi: float, has: Iterable[float] = (), below: float = INF, above: float = -INF) -> Interval:
+    """A canonical Interval: NaN bounds widened, facts that say nothing (below >= hi) dropped."""
     lo, hi = _fix(lo, hi)
     if lo > hi:
         return TOP
-    return Interval(lo, hi, tuple(sorted({float(c) for c in has if not math.isnan(c) and lo <= c <= hi})))
+    below = INF if math.isnan(below) or below >= hi else max(float(below), lo)
+    above = -INF if math.isnan(above) or above <= lo else min(float(above), hi)
+    return Interval(lo, hi, tuple(sorted({float(c) for c in has if not math.isnan(c) and lo <= c <= hi})),
+                    below, above)
 
 
 def leaf_interval(dtype: str, domain: Domain | None = None) -> Interval:
@@ -98,18 +114,23 @@ def leaf_interval(dtype: str, domain: Domain | None = None) -> Interval:
 
 
 def reachable(iv: Interval, dom: Domain, dtype: str) -> bool:
-    """Can every element of a tensor with interval `iv` lie inside `dom` (as value search checks it)?"""
+    """Can every element of a tensor with interval `iv` lie inside `dom` (as value search checks it)?
+
+    The overlap must have some width unless `iv` is a single point: values pinned against a bound
+    from outside (a LogSoftmax, <= 0, feeding Sqrt) would all have to sit exactly on it."""
     if isinstance(dom, tuple):
         lo, hi = float(dom[1]), float(dom[2])
-    elif dtype not in FLOATS:  # value search only checks integers for zeros
+        return max(iv.lo, lo) <= min(iv.hi, hi) and all(lo <= c <= hi for c in iv.has)
+    if dtype not in FLOATS:  # value search only checks integers for zeros
         if dom not in ("positive", "nonzero"):
             return True
         return not (iv.lo == iv.hi == 0.0) and 0.0 not in iv.has
-    elif dom == "nonzero":
+    if dom == "nonzero":
         return (iv.hi >= NONZERO_EPS or iv.lo <= -NONZERO_EPS) and all(abs(c) >= NONZERO_EPS for c in iv.has)
-    else:
-        lo, hi = DOMAIN_INTERVALS[dom]
-    return max(iv.lo, lo) <= min(iv.hi, hi) and all(lo <= c <= hi for c in iv.has)
+    lo, hi = DOMAIN_INTERVALS[dom]
+    olo, ohi = max(iv.lo, lo), min(iv.hi, hi)
+    overlap = olo < ohi or (olo == ohi and (iv.lo == iv.hi or lo == hi))
+    return overlap and all(lo <= c <= hi for c in iv.has) and iv.below >= lo and iv.above <= hi
 
 
 # -- scalar functions (numpy float64: overflow gives inf, not an exception) ------------------------
@@ -183,25 +204,38 @@ _EVEN: dict[str, Callable[[float], float]] = {
 }
 
 
+def _known(f: Callable[[float], float], c: float, none: float) -> float:
+    """f(c) for a fact's value c, keeping "nothing known" (an infinite c) as `none`."""
+    return f(c) if math.isfinite(c) else none
+
+
 def _monotone(f: Callable[[float], float], iv: Interval, increasing: bool = True) -> Interval:
-    a, b = f(iv.lo), f(iv.hi)
-    return _make(a, b, (f(c) for c in iv.has)) if increasing else _make(b, a, (f(c) for c in iv.has))
+    """A non-decreasing (or non-increasing) f maps bounds to bounds and facts to facts."""
+    has = [f(c) for c in iv.has]
+    if increasing:
+        return _make(f(iv.lo), f(iv.hi), has, _known(f, iv.below, INF), _known(f, iv.above, -INF))
+    return _make(f(iv.hi), f(iv.lo), has, _known(f, iv.above, INF), _known(f, iv.below, -INF))
 
 
 def _dip(m: float, f: Callable[[float], float], iv: Interval) -> Interval:
+    """f <= 0 left of 0 (falling to f(m), then rising), increasing right of m."""
     if iv.lo >= m:
         return _monotone(f, iv)
-    if iv.hi <= m:
-        return _monotone(f, iv, increasing=False)
-    return _make(f(m) - _DIP_SLACK, max(f(iv.lo), f(iv.hi)), (f(c) for c in iv.has))
+    lo = f(iv.hi) if iv.hi <= m else f(m) - _DIP_SLACK
+    below = _known(f, max(iv.below, 0.0), INF)  # an element <= c < 0 maps to <= 0 = f(0)
+    above = _known(f, iv.above, -INF) if iv.above >= m else -INF
+    return _make(lo, max(f(iv.lo), f(iv.hi)), [f(c) for c in iv.has], below, above)
 
 
 def _even(f: Callable[[float], float], iv: Interval) -> Interval:
+    """Even, increasing in |x|: an element <= c <= 0 or >= c >= 0 maps to one >= f(c)."""
     if iv.lo >= 0:
         return _monotone(f, iv)
     if iv.hi <= 0:
         return _monotone(f, iv, increasing=False)
-    return _make(f(0.0), max(f(iv.lo), f(iv.hi)), (f(c) for c in iv.has))
+    facts = [f(c) for c in (iv.below,) if c <= 0 and math.isfinite(c)]
+    facts += [f(c) for c in (iv.above,) if c >= 0 and math.isfinite(c)]
+    return _make(f(0.0), max(f(iv.lo), f(iv.hi)), [f(c) for c in iv.has], INF, max(facts, default=-INF))
 
 
 def _periodic(fn: Callable[[float], float], offset: float, iv: Interval) -> Interval:
@@ -300,9 +334,9 @@ def _binary(op: str, a: Interval, b: Interval) -> Interval:
         e = _times(logs, b.clip(*DOMAIN_INTERVALS["small"]))
         return _make(float(np.exp(np.float64(e.lo))), float(np.exp(np.float64(e.hi))))
     if op == "Maximum":
-        return _make(max(a.lo, b.lo), max(a.hi, b.hi))
+        return _make(max(a.lo, b.lo), max(a.hi, b.hi), above=max(a.above, b.above))
     if op == "Minimum":
-        return _make(min(a.lo, b.lo), min(a.hi, b.hi))
+        return _make(min(a.lo, b.lo), min(a.hi, b.hi), below=min(a.below, b.below))
     if op == "Mod":  # remainder takes the divisor's sign and stays below its magnitude
         return _make(min(b.lo, 0.0), max(b.hi, 0.0))
     return TOP
@@ -311,10 +345,15 @@ def _binary(op: str, a: Interval, b: Interval) -> Interval:
 _BOOL_OUT = {"Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual", "And", "Or", "Xor",
              "OneHot"}
 # Ops whose outputs hold only (copies of) their first input's values.
-_MOVES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Expand", "Flatten", "Tile", "Flip", "Roll",
-          "Slice", "Split", "Gather", "GatherElements", "IndexSelect"}
-# Ops whose outputs hold a subset or convex combinations of their first input's values.
-_WITHIN = {"MaxPool", "AdaptiveMaxPool", "AdaptiveAvgPool", "ReduceMax", "ReduceMin", "ReduceMean"}
+# Ops whose outputs hold every one of their first input's values (all facts carry over).
+_MOVES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Expand", "Flatten", "Tile", "Flip", "Roll"}
+# Ops that pick some of them: the bounds carry over, and (a heuristic) the values always present.
+_PICKS = {"Slice", "Split", "Gather", "GatherElements", "IndexSelect"}
+# Ops whose outputs hold a subset or convex combinations of their first input's values; a min keeps
+# an element <= below, a max (over windows covering everything) one >= above.
+_WITHIN = {"MaxPool", "AdaptiveAvgPool", "ReduceMean"}
+_MIN_LIKE = {"ReduceMin"}
+_MAX_LIKE = {"ReduceMax", "AdaptiveMaxPool"}
 
 
 def _axis_len(t: TensorType, axis: int) -> int:
@@ -338,22 +377,26 @@ def _softmax(op: str, iv: Interval, n: int) -> Interval:
     spread = iv.hi - iv.lo if math.isfinite(iv.hi - iv.lo) else INF
     lo_p = 1.0 / (1.0 + (n - 1) * float(np.exp(np.float64(spread))))
     hi_p = 1.0 / (1.0 + (n - 1) * float(np.exp(np.float64(-spread))))
+    # the probabilities average 1/n: some are at most that, some at least
     if op == "Softmax":
-        return _make(lo_p, hi_p)
-    return _make(float(np.log(np.float64(lo_p))), float(np.log(np.float64(hi_p))))
+        return _make(lo_p, hi_p, (), 1.0 / n, 1.0 / n)
+    mid = -math.log(n)
+    return _make(float(np.log(np.float64(lo_p))), float(np.log(np.float64(hi_p))), (), mid, mid)
 
 
 def _triangle(op: str, iv: Interval, t: TensorType, d: int) -> Interval:
     m, n = t.shape[-2], t.shape[-1]
     zeros = d < n - 1 if op == "Tril" else d > 1 - m
-    return iv.hull(Interval(0.0, 0.0, (0.0,)), keep=True) if zeros else iv
+    return _make(min(iv.lo, 0.0), max(iv.hi, 0.0), iv.has + (0.0,)) if zeros else iv
 
 
 def _pad(iv: Interval, attrs: dict[str, Any]) -> Interval:
-    if attrs["mode"] != "constant" or not any(attrs[f"pad{i}"] > 0 for i in range(2 * attrs["k"])):
-        return iv
+    pads = [attrs[f"pad{i}"] for i in range(2 * attrs["k"])]
+    kept = iv if all(p >= 0 for p in pads) else _make(iv.lo, iv.hi, iv.has)  # a negative pad crops
+    if attrs["mode"] != "constant" or not any(p > 0 for p in pads):
+        return kept
     v = float(attrs["value"])
-    return iv.hull(Interval(v, v, (v,)), keep=True)
+    return kept.hull(Interval(v, v, (v,)), keep=True)
 
 
 def _reduce(op: str, iv: Interval, t: TensorType, attrs: dict[str, Any]) -> Interval:
@@ -361,8 +404,8 @@ def _reduce(op: str, iv: Interval, t: TensorType, attrs: dict[str, Any]) -> Inte
     c = _count(t, None if axes is None else [a % max(t.rank, 1) for a in axes])
     if op == "ReduceSum":
         return _make(_mul(c, iv.lo), _mul(c, iv.hi))
-    if op == "ReduceLogSumExp":
-        return _make(iv.lo, iv.hi + math.log(max(c, 1)))
+    if op == "ReduceLogSumExp":  # between max(x) and max(x) + log c, and at least min(x) + log c
+        return _make(iv.lo + math.log(max(c, 1)), iv.hi + math.log(max(c, 1)))
     if op == "ReduceL2":
         m = max(abs(iv.lo), abs(iv.hi))
         low = 0.0 if iv.lo <= 0 <= iv.hi else min(abs(iv.lo), abs(iv.hi))
@@ -393,7 +436,8 @@ def _cast(iv: Interval, src: str, to: str) -> Interval:
         lim = _INT_LIMITS[to]
         if lo < lim[0] or hi > lim[1]:  # wraps around
             return _make(*lim)
-        return _make(lo, hi, (float(math.trunc(c)) for c in iv.has))
+        return _make(lo, hi, [float(math.trunc(c)) for c in iv.has],
+                     _known(math.trunc, iv.below, INF), _known(math.trunc, iv.above, -INF))
     return iv
 
 
@@ -405,14 +449,20 @@ def _avg_pool(iv: Interval, attrs: dict[str, Any]) -> Interval:
 
 
 def _norm(op: str, iv: Interval, t: TensorType, attrs: dict[str, Any]) -> Interval:
-    """Unscaled LayerNorm/RMSNorm outputs are bounded by sqrt(count); affine ones are not."""
-    if attrs.get("weight") or attrs.get("bias") or op not in ("LayerNorm", "RMSNorm"):
+    """Unscaled LayerNorm/RMSNorm outputs are bounded by sqrt(count). A centred group (LayerNorm,
+    GroupNorm, InstanceNorm: at least two elements each) has elements on both sides of 0, unless a
+    shift moves it or LayerNorm's per-element scale unbalances it."""
+    if attrs.get("bias"):
+        return TOP
+    if op == "InstanceNorm" or (op == "GroupNorm" and not attrs.get("weight")):
+        return Interval(below=0.0, above=0.0)
+    if attrs.get("weight") or op not in ("LayerNorm", "RMSNorm"):
         return TOP
     c = 1
     for d in t.shape[t.rank - attrs["num_dims"]:]:
         c *= d
     m = math.sqrt(c)
-    return _make(-m, m)
+    return _make(-m, m) if op == "RMSNorm" else _make(-m, m, (), 0.0, 0.0)
 
 
 def transfer(op: str, ins: list[Interval], in_types: list[TensorType], attrs: dict[str, Any],
@@ -446,8 +496,14 @@ def _transfer(op: str, ins: list[Interval], in_types: list[TensorType], attrs: d
         return [UNIT_BOOL] * n_out
     if op in _MOVES:
         return [x] * n_out
+    if op in _PICKS:
+        return [_make(x.lo, x.hi, x.has)] * n_out
     if op in _WITHIN:
-        return [_make(x.lo, x.hi)] * n_out
+        return [x.bounds()] * n_out
+    if op in _MIN_LIKE:
+        return [_make(x.lo, x.hi, below=x.below)]
+    if op in _MAX_LIKE:
+        return [_make(x.lo, x.hi, above=x.above)]
     if len(ins) == 1 and out_types[0].dtype == in_types[0].dtype and n_out == 1 and op not in _SHAPED:
         return [_unary(op, x, attrs)]
     if op in ("Add", "Sub", "Mul", "Div", "FloorDiv", "Pow", "Maximum", "Minimum", "Mod"):
@@ -466,7 +522,8 @@ def _arg_index(op: str, ins: list[Interval], in_types: list[TensorType], attrs: 
 
 def _ordered(op: str, ins: list[Interval], in_types: list[TensorType], attrs: dict[str, Any],
              n: int) -> list[Interval]:
-    return [_make(ins[0].lo, ins[0].hi), _make(0, _axis_len(in_types[0], attrs["axis"]) - 1)]
+    values = ins[0] if op == "Sort" else ins[0].bounds()  # a sort keeps every value, top-k some
+    return [values, _make(0, _axis_len(in_types[0], attrs["axis"]) - 1)]
 
 
 _SHAPED: dict[str, Callable[[str, list[Interval], list[TensorType], dict[str, Any], int], list[Interval]]] = {
@@ -491,6 +548,8 @@ _SHAPED: dict[str, Callable[[str, list[Interval], list[TensorType], dict[str, An
     "Interpolate": lambda op, i, t, a, n: [TOP if a["mode"] == "bicubic" else _make(i[0].lo, i[0].hi)],
     "LayerNorm": lambda op, i, t, a, n: [_norm(op, i[0], t[0], a)],
     "RMSNorm": lambda op, i, t, a, n: [_norm(op, i[0], t[0], a)],
+    "GroupNorm": lambda op, i, t, a, n: [_norm(op, i[0], t[0], a)],
+    "InstanceNorm": lambda op, i, t, a, n: [_norm(op, i[0], t[0], a)],
     "PRelu": lambda op, i, t, a, n: [_prelu(i[0], i[1])],
 }
 

@@ -164,7 +164,8 @@ def check_values(graph: Graph, env: dict[str, torch.Tensor]) -> tuple[list[str],
             v = _violation(x, dom)
             if bool((v > 0).any()):
                 problems.append(f"{n.name}: input {i} outside {dom}")
-                penalty = penalty + v.sum()
+                if bool(torch.isfinite(x).all()):  # else NaN: the producer's own penalty comes first
+                    penalty = penalty + v.sum()
         for t in n.outputs:
             y = env[t]
             if y.is_floating_point() and not bool(torch.isfinite(y).all()):

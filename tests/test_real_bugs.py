@@ -142,18 +142,70 @@ def test_tvm_torch_frontend_drops_cumsum_int64_promotion(runner: CaseRunner) -> 
     assert_passes(r, "torch>onnx:dynamo>ort:disable:cpu")
 
 
-def test_tvm_torch_frontend_crashes_on_nearest_exact_3d_upsample(runner: CaseRunner) -> None:
-    """tvm 0.27.0 Relax torch.export frontend: F.interpolate(mode="nearest-exact") of a 5-D tensor is
-    decomposed by torch.export into index ops over broadcast index tensors, which the frontend's
-    index_tensor conversion fails to broadcast ("cannot broadcast index shapes"): a crash at import.
+def test_tvm_torch_frontend_drops_batch_dims_of_nearest_exact_3d_upsample(runner: CaseRunner) -> None:
+    """tvm 0.27.0 Relax torch.export frontend: F.interpolate(mode="nearest-exact") of an N×C×D×H×W tensor
+    reaches the frontend decomposed into aten.index with broadcast index tensors; the frontend's
+    index_tensor conversion drops the leading N and C dims and returns a rank-3 tensor (with N, C > 1 of
+    different sizes it instead fails at import: "index_tensor: cannot broadcast index shapes").
     onnxruntime runs the same graph through the dynamo exporter.
     """
     x = np.arange(1 * 2 * 1 * 2 * 2, dtype=np.float32).reshape(1, 2, 1, 2, 2)
     attrs = {"mode": "nearest-exact", "align_corners": None, "antialias": False,
-             "scale": [[2, 1], [3, 2], [3, 2]], "recompute": True}
-    g, v = one_node("Interpolate", attrs, {"x": x}, TensorType((1, 2, 2, 3, 3), "float32"))
+             "scale": [[2, 1], [5, 2], [3, 2]], "recompute": True}
+    g, v = one_node("Interpolate", attrs, {"x": x}, TensorType((1, 2, 2, 5, 3), "float32"))
     r = run(runner, g, v, ["torch>export>tvm:O0:llvm", "torch>onnx:dynamo>ort:disable:cpu"])
     f = finding_for(r, "torch>export>tvm:O0:llvm")
-    assert (f.symptom, f.stage, f.component) == ("crash", "import", "tvm torch frontend")
-    assert "broadcast" in f.message
+    assert (f.symptom, f.stage, f.component) == ("wrong_output", "run", "tvm torch frontend")
+    assert "got float32[2, 5, 3]" in f.message
     assert_passes(r, "torch>onnx:dynamo>ort:disable:cpu")
+
+
+def test_torchscript_exporter_truncates_integer_floor_divide(runner: CaseRunner) -> None:
+    """torch 2.13.0 torch.onnx.export(dynamo=False): torch.floor_divide rounds toward -inf (since torch
+    1.13), but for int64 operands the exporter emits a bare ONNX Div, which truncates toward zero, so
+    -7 // 2 comes out -3 instead of -4 in every consumer. The dynamo exporter gets it right.
+    """
+    a = np.array([7, -7, 7, -7, 6, -6], dtype=np.int64)
+    b = np.array([2, 2, -2, -2, 3, 3], dtype=np.int64)
+    g, v = one_node("FloorDiv", {}, {"a": a, "b": b}, TensorType((6,), "int64"))
+    pipes = ["torch>onnx:torchscript>ort:disable:cpu", "torch>onnx:torchscript>onnxref",
+             "torch>onnx:dynamo>ort:disable:cpu"]
+    r = run(runner, g, v, pipes)
+    f = finding_for(r, "torch>onnx:torchscript>ort:disable:cpu")
+    assert (f.symptom, f.stage, f.component, f.kind) == ("wrong_output", "run", "torch.onnx (torchscript)",
+                                                         "semantic")
+    got = r.outcomes["torch>onnx:torchscript>ort:disable:cpu"].outputs
+    assert got is not None and got[0].tolist() == [3, -3, -3, 3, 2, -2]  # truncation: the bug itself
+    assert_passes(r, "torch>onnx:dynamo>ort:disable:cpu")
+
+
+def test_tf2onnx_converts_integer_floormod_with_truncating_div(runner: CaseRunner) -> None:
+    """tf2onnx 1.17.0: tf.math.floormod of int32 tensors (result takes the divisor's sign, -7 mod 3 = 2)
+    is converted to a - (a / b) * b with ONNX Div, which truncates for integers, so every consumer returns
+    the C-style remainder (-7 mod 3 = -1). ONNX has Mod(fmod=0) with exactly the floor semantics.
+    """
+    a = np.array([7, -7, 7, -7, 5, -5], dtype=np.int32)
+    b = np.array([3, 3, -3, -3, 5, 5], dtype=np.int32)
+    g, v = one_node("Mod", {}, {"a": a, "b": b}, TensorType((6,), "int32"))
+    r = run(runner, g, v, ["tf>tf2onnx>ort:disable:cpu", "tf>tf2onnx>onnxref", "torch>onnx:dynamo>ort:disable:cpu"])
+    f = finding_for(r, "tf>tf2onnx>ort:disable:cpu")
+    assert (f.symptom, f.stage, f.component, f.kind) == ("wrong_output", "run", "tf2onnx", "semantic")
+    assert "tf>tf2onnx>onnxref" in f.pipelines
+    got = r.outcomes["tf>tf2onnx>ort:disable:cpu"].outputs
+    assert got is not None and got[0].tolist() == [1, -1, 1, -1, 0, 0]
+    assert_passes(r, "torch>onnx:dynamo>ort:disable:cpu")  # the same graph, floor semantics kept
+
+
+def test_tvm_llvm_codegen_emits_fcmp_on_bool_equal(runner: CaseRunner) -> None:
+    """tvm 0.27.0 LLVM codegen: ONNX Equal on two bool tensors (legal since opset 11) is lowered to an
+    LLVM floating-point compare (`fcmp oeq i1`), which LLVM's module verifier rejects: a crash at compile,
+    already at O0. onnxruntime runs the same exported model.
+    """
+    a = np.array([[True, False, True], [False, False, True]])
+    b = np.array([True, False, False])
+    g, v = one_node("Equal", {}, {"a": a, "b": b}, TensorType((2, 3), "bool"))
+    r = run(runner, g, v, ["torch>onnx:torchscript>tvm:O0:llvm", "torch>onnx:torchscript>ort:disable:cpu"])
+    f = finding_for(r, "torch>onnx:torchscript>tvm:O0:llvm")
+    assert (f.symptom, f.stage, f.component) == ("crash", "compile", "tvm codegen")
+    assert "fcmp" in f.message
+    assert_passes(r, "torch>onnx:torchscript>ort:disable:cpu")

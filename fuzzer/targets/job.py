@@ -298,7 +298,7 @@ def _bisect(ctx: JobContext, request: dict[str, Any], blobs: dict[str, bytes]) -
 
     with sr.stage("compile"):
         guilty = tvm_backend.find_guilty_pass(make_mod, int(pid.level[1:]), pid.device, is_bad)
-    ctx.emit("bisect", {"pipeline": pid.name, "guilty_pass": guilty})
+    ctx.emit("bisect", {"pipeline": pid.name, "guilty_pass": guilty, "stage_times": sr.times})
 
 
 def request_json(request: dict[str, Any]) -> str:
