@@ -146,8 +146,14 @@ def _violation(x: torch.Tensor, dom: Domain) -> torch.Tensor:
 
 def check_values(graph: Graph, env: dict[str, torch.Tensor]) -> tuple[list[str], torch.Tensor]:
     """Problems (non-finite outputs, domain breaks) and a differentiable penalty for them."""
+    problems, terms = _penalty_terms(graph, env)
+    return problems, sum(terms, torch.zeros(()))
+
+
+def _penalty_terms(graph: Graph, env: dict[str, torch.Tensor]) -> tuple[list[str], list[torch.Tensor]]:
+    """Problems and one differentiable penalty term per problem (check_values sums them)."""
     problems: list[str] = []
-    penalty = torch.zeros(())
+    terms: list[torch.Tensor] = []
     for n in graph.nodes:
         spec = get_spec(n.op)
         for i, dom in spec.domains([graph.tensors[t] for t in n.inputs], n.attrs).items():
@@ -165,7 +171,7 @@ def check_values(graph: Graph, env: dict[str, torch.Tensor]) -> tuple[list[str],
             if bool((v > 0).any()):
                 problems.append(f"{n.name}: input {i} outside {dom}")
                 if bool(torch.isfinite(x).all()):  # else NaN: the producer's own penalty comes first
-                    penalty = penalty + v.sum()
+                    terms.append(v.sum())
         for t in n.outputs:
             y = env[t]
             if y.is_floating_point() and not bool(torch.isfinite(y).all()):
@@ -173,8 +179,32 @@ def check_values(graph: Graph, env: dict[str, torch.Tensor]) -> tuple[list[str],
                 # Inputs already non-finite are an upstream node's problem (it has its own penalty);
                 # their NaN derivatives would otherwise wipe out the very gradient that fixes it.
                 big = [env[s] for s in n.inputs if env[s].is_floating_point() and bool(torch.isfinite(env[s]).all())]
-                penalty = penalty + sum((torch.relu(b.float().abs() - 1.0) ** 2).nan_to_num(0).sum() for b in big)
-    return problems, penalty
+                terms += [(torch.relu(b.float().abs() - 1.0) ** 2).nan_to_num(0).sum() for b in big]
+    return problems, terms
+
+
+def _set_gradients(terms: list[torch.Tensor], params: list[torch.Tensor]) -> bool:
+    """p.grad = the penalty's gradient. A term computed downstream of a NaN (say through a clamp
+    that hides it) can carry NaN derivatives onto exactly the elements another term must move,
+    and zeroing NaNs would freeze those: so such terms are left out whole. False: nothing to do."""
+    live = [t for t in terms if t.requires_grad]
+    if not live:
+        return False
+    total = torch.autograd.grad(sum(live), params, allow_unused=True, retain_graph=True)
+    if not all(g is None or bool(torch.isfinite(g).all()) for g in total):
+        kept = [torch.zeros_like(p) for p in params]
+        useful = False
+        for t in live:
+            gs = torch.autograd.grad(t, params, allow_unused=True, retain_graph=True)
+            if all(g is None or bool(torch.isfinite(g).all()) for g in gs):
+                useful = True
+                for acc, g in zip(kept, gs):
+                    if g is not None:
+                        acc += g
+        total = tuple(kept) if useful else tuple(None if g is None else g.nan_to_num(0.0) for g in total)
+    for p, g in zip(params, total):
+        p.grad = None if g is None else g.detach()
+    return True
 
 
 def _straight_through(op: str, proxy: Any) -> Any:
@@ -263,7 +293,8 @@ def find_values(graph: Graph, seed: int, samples: int = 16, search_steps: int = 
                       else torch.from_numpy(a)) for t, a in arrays.items()}
         try:
             env = _run(graph, leaves, PROXY_LOWER)
-            problems, penalty = check_values(graph, env)
+            problems, terms = _penalty_terms(graph, env)
+            penalty = sum(terms, torch.zeros(()))
         except RuntimeError as e:
             problems = [f"eager torch raised: {str(e).splitlines()[0][:200]}"]
             break
@@ -274,16 +305,12 @@ def find_values(graph: Graph, seed: int, samples: int = 16, search_steps: int = 
             best_penalty, improved_at = float(penalty.detach()), step
         if step >= search_steps and step - improved_at > search_steps // 2:
             break
-        if not penalty.requires_grad:
-            break
         opt.zero_grad()
         try:
-            penalty.backward()
+            if not _set_gradients(terms, list(params.values())):
+                break
         except RuntimeError:
             break
-        for p in params.values():
-            if p.grad is not None:
-                p.grad.nan_to_num_(0.0)
         before = {t: p.detach().clone() for t, p in params.items() if t in doms}
         opt.step()
         with torch.no_grad():

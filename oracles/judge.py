@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from oracles.blame import SOURCE_NAMES, blame_failure, blame_mismatch, lowest_level
+from oracles.blame import SOURCE_NAMES, blame_failure, blame_mismatch, converter_component, lowest_level
 from oracles.compare import CompareRecord, compare_outputs
 from oracles.outcome import Failure, Outcome
-from oracles.pipeline_id import PipelineId, parse_pipeline
+from oracles.pipeline_id import ONNX_CONVERTERS, PipelineId, parse_pipeline
 from oracles.signature import crash_signature, mismatch_signature
 from oracles.taxonomy import location_for, symptom_for_failure
 from oracles.tolerance import Tolerance, derive_tolerance
@@ -117,10 +117,30 @@ def _crash(pid: PipelineId, f: Failure, outcomes: dict[str, Outcome], pids: dict
         lf = outcomes[low.name].failure
         lower_ok = lf is None or _stage_index(lf.stage) > _stage_index(f.stage)
     component = blame_failure(pid, f.stage, lower_ok)
+    why = "lower level passed this stage" if lower_ok and pid.level_rank else ""
+    if f.stage in ("import", "compile", "run") and _all_plain_consumers_fail(pid, outcomes, pids):
+        component = converter_component(pid)
+        why = "every unoptimised consumer of the exported model fails on it: the model is at fault"
     return Finding(symptom_for_failure(f.kind, f.stage), f.stage, location_for(f.stage, component), component,
                    [pid.name], f.kind, crash_signature(component, f.stage, f.kind, f.exc_type, f.message),
-                   message=f"{f.exc_type}: {f.message}" if f.exc_type else f.message,
-                   why="lower level passed this stage" if lower_ok and pid.level_rank else "")
+                   message=f"{f.exc_type}: {f.message}" if f.exc_type else f.message, why=why)
+
+
+def _all_plain_consumers_fail(pid: PipelineId, outcomes: dict[str, Outcome], pids: dict[str, PipelineId]) -> bool:
+    """Independent unoptimised consumers (ORT without optimisations, the ONNX reference evaluator, TVM O0)
+    of one exported model all failing after the check: the exported model, not each backend, is wrong."""
+    if pid.converter not in ONNX_CONVERTERS:
+        return False
+    plain = [o for name, o in outcomes.items() if pids[name].source == pid.source
+             and pids[name].converter == pid.converter and _is_plain(pids[name]) and not o.skipped]
+    backends = {pids[o.pipeline].backend for o in plain}
+    return len(backends) >= 2 and all(o.failure is not None and o.failure.kind != "unsupported"
+                                      and o.failure.stage in ("import", "compile", "run") for o in plain)
+
+
+def _is_plain(p: PipelineId) -> bool:
+    return p.backend == "onnxref" or (p.backend == "ort" and p.level == "disable") or (
+        p.backend == "tvm" and p.level == "O0")
 
 
 def _stage_index(stage: str) -> int:
