@@ -15,7 +15,6 @@ attribute a crash to it. Heavy libraries are imported on first use and stay impo
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -300,6 +299,3 @@ def _bisect(ctx: JobContext, request: dict[str, Any], blobs: dict[str, bytes]) -
         guilty = tvm_backend.find_guilty_pass(make_mod, int(pid.level[1:]), pid.device, is_bad)
     ctx.emit("bisect", {"pipeline": pid.name, "guilty_pass": guilty, "stage_times": sr.times})
 
-
-def request_json(request: dict[str, Any]) -> str:
-    return json.dumps(request, sort_keys=True)
