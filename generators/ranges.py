@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from generators.dtypes import FLOATS
-from generators.ir import TensorType
+from generators.ir import Graph, TensorType
 from generators.spec import Domain
 
 INF = math.inf
@@ -566,3 +566,41 @@ def _prelu(x: Interval, slope: Interval) -> Interval:
     if x.lo >= 0:
         return x
     return pos.hull(_times(_make(min(x.lo, 0.0), min(x.hi, 0.0)), slope))
+
+
+def graph_intervals(graph: Graph) -> dict[str, Interval]:
+    """Every tensor's interval in a concrete graph, its leaves drawn as value search draws them
+    (inside the domains of all their consumers)."""
+    from generators.ops import get_spec  # late: the registry imports the specs, which import ir
+
+    values = {t: leaf_interval(graph.tensors[t].dtype) for t in graph.inputs + graph.weights}
+    ranged: set[str] = set()  # index leaves: drawn in their range, whatever their dtype's span
+    for n in graph.nodes:
+        for i, dom in get_spec(n.op).domains([graph.tensors[t] for t in n.inputs], n.attrs).items():
+            t = n.inputs[i]
+            if t not in values:  # not a leaf
+                continue
+            narrow = leaf_interval(graph.tensors[t].dtype, dom)
+            if isinstance(dom, tuple) and t not in ranged:
+                ranged.add(t)
+                values[t] = narrow
+            else:
+                values[t] = values[t].clip(narrow.lo, narrow.hi)
+    for n in graph.topological_nodes():
+        outs = transfer(n.op, [values[t] for t in n.inputs], [graph.tensors[t] for t in n.inputs], n.attrs,
+                        [graph.tensors[t] for t in n.outputs])
+        values.update(zip(n.outputs, outs))
+    return values
+
+
+def unreachable_domains(graph: Graph) -> list[str]:
+    """"node: input i" for every domain the graph's intervals say no leaf values can satisfy."""
+    from generators.ops import get_spec
+
+    values = graph_intervals(graph)
+    out = []
+    for n in graph.nodes:
+        for i, dom in get_spec(n.op).domains([graph.tensors[t] for t in n.inputs], n.attrs).items():
+            if not reachable(values[n.inputs[i]], dom, graph.tensors[n.inputs[i]].dtype):
+                out.append(f"{n.name}: input {i} ({dom})")
+    return out
