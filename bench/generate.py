@@ -22,15 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from fuzzer.gen_command import percentile  # noqa: E402
 from generators.eager_check import eager_check  # noqa: E402
 from generators.generate import GenConfig, generate  # noqa: E402
 from generators.ops import REGISTRY  # noqa: E402
 from generators.values import find_values  # noqa: E402
-
-
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 def size_run(nodes: int, seeds: int) -> dict:
@@ -54,7 +50,7 @@ def size_run(nodes: int, seeds: int) -> dict:
         else:
             why[f"{res.framework}: {res.reason[:80]}"] += 1
     return {"bench": "generate", "nodes": nodes, "seeds": seeds, "median_ms": round(statistics.median(ms), 2),
-            "p90_ms": round(pct(ms, 0.9), 2), "mean_nodes": round(statistics.mean(made), 2),
+            "p90_ms": round(percentile(ms, 0.9), 2), "mean_nodes": round(statistics.mean(made), 2),
             "validity": round(valid / seeds, 4), "valid": valid, "value_search_gave_up": vs_fail,
             "invalid_reasons": dict(why.most_common(6)), "families_seen": len(fams)}
 

@@ -15,7 +15,7 @@ from generators.values import Values
 from generators.variants import expose_intermediates, producer_ops
 from oracles.blame import optimiser_component
 from oracles.compare import compare_outputs
-from oracles.judge import Finding, Reference, Verdict, set_first_op, tolerance_pairs
+from oracles.judge import Finding, Reference, Verdict, resign, set_first_op, tolerance_pairs
 from oracles.outcome import Outcome
 from oracles.pipeline_id import parse_pipeline
 from oracles.signature import mismatch_signature
@@ -147,9 +147,8 @@ def bisect_tvm_passes(runner: CaseRunner, graph: Graph, values: Values, refs: di
         if guilty:
             f.culprit = guilty
             f.component = f"tvm pass {guilty}"
-            f.signature = mismatch_signature(f.component, f.stage, f.first_op, f.kind) \
-                if f.symptom == "wrong_output" else f.signature.replace(optimiser_component(pid), f.component)
             f.location = "backend optimisation"
+            resign(f)
         else:
             notes.append(f"{pid.name}: no single TVM pass makes the problem vanish when disabled")
     return notes

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fuzzer.case_followups import bisect_tvm_passes, confirm_slowdowns, localise_mismatches
-from fuzzer.gap_book import GapBook
+from fuzzer.gap_book import GapBook, graph_pairs
 from fuzzer.targets.arrays import pack_dict, unpack_list
 from fuzzer.worker_pool import Event, Worker
 from generators.ir import Graph
@@ -101,8 +101,7 @@ class CaseRunner:
                                        f"{result.error.get('message')}")
                 break
             stage = result.last_stage or {}
-            failure = Failure(stage.get("stage", "run") if stage.get("stage") else "run", result.crash_kind,
-                              "", result.detail)
+            failure = Failure(stage.get("stage") or "run", result.crash_kind, "", result.detail)
             crashed = stage.get("pipeline", "")
             if want_ref and (crashed.endswith(">reference") or not crashed):
                 ref = Reference(source, None, None, Failure("reference", result.crash_kind, "", result.detail))
@@ -117,7 +116,7 @@ class CaseRunner:
                 for p in todo:
                     q = parse_pipeline(p)
                     if p != crashed and q.converter == cpid.converter:
-                        outcomes[p] = Outcome(p, failure=failure, skipped="")
+                        outcomes[p] = Outcome(p, failure=failure)
             elif cpid.converter:
                 passed_check.add(cpid.converter)
             todo = [p for p in todo if p not in outcomes]
@@ -132,8 +131,9 @@ class CaseRunner:
         outcomes: dict[str, Outcome] = {}
         artefacts: dict[str, bytes] = {}
         if self.gaps is not None:
+            pairs = graph_pairs(graph)
             for p in pipelines:
-                why = self.gaps.skip_reason(p, graph)
+                why = self.gaps.skip_reason(p, pairs)
                 if why:
                     outcomes[p.name] = Outcome(p.name, skipped=why)
         for source in sorted({p.source for p in pipelines}):

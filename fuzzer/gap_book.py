@@ -64,8 +64,8 @@ class GapBook:
         entry.seen += 1
         return entry
 
-    def skip_reason(self, pid: PipelineId, graph: Graph) -> str:
-        pairs = graph_pairs(graph)
+    def skip_reason(self, pid: PipelineId, pairs: set[OpDtype]) -> str:
+        """Why `pid` should skip a graph with these (op, dtype) pairs (see graph_pairs), or ''."""
         for e in self.entries.values():
             c = e.culprit()
             if c is not None and c in pairs and _covers(e.path, pid):

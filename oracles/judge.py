@@ -12,7 +12,7 @@ import numpy as np
 
 from oracles.blame import SOURCE_NAMES, blame_failure, blame_mismatch, converter_component, lowest_level
 from oracles.compare import CompareRecord, compare_outputs
-from oracles.outcome import Failure, Outcome
+from oracles.outcome import STAGES, Failure, Outcome
 from oracles.pipeline_id import ONNX_CONVERTERS, PipelineId, parse_pipeline
 from oracles.signature import crash_signature, mismatch_signature
 from oracles.taxonomy import location_for, symptom_for_failure
@@ -101,12 +101,12 @@ def judge_case(refs: dict[str, Reference], outcomes: dict[str, Outcome]) -> Verd
                 findings.append(_crash(pid, o.failure, outcomes, pids))
         elif wrong.get(pid):
             findings.append(_mismatch(pid, records[name], wrong))
-    odd = _source_is_odd_one_out(refs, outcomes, wrong)
+    odd = _source_is_odd_one_out(tols, outcomes, wrong)
     for f in findings:
         if odd.get(f.pipelines[0].split(">")[0]) and f.symptom == "wrong_output":
             src = f.pipelines[0].split(">")[0]
             f.component, f.why = SOURCE_NAMES[src], "every other implementation agrees among themselves"
-            f.signature = mismatch_signature(f.component, f.stage, f.first_op, f.kind)
+            resign(f)
     return Verdict(group_findings(findings), _group_gaps(gaps), records, sorted(p.name for p, b in wrong.items() if b))
 
 
@@ -115,7 +115,7 @@ def _crash(pid: PipelineId, f: Failure, outcomes: dict[str, Outcome], pids: dict
     lower_ok = None
     if low is not None and low.name in outcomes:
         lf = outcomes[low.name].failure
-        lower_ok = lf is None or _stage_index(lf.stage) > _stage_index(f.stage)
+        lower_ok = lf is None or STAGES.index(lf.stage) > STAGES.index(f.stage)
     component = blame_failure(pid, f.stage, lower_ok)
     why = "lower level passed this stage" if lower_ok and pid.level_rank else ""
     if f.stage in ("import", "compile", "run") and _all_plain_consumers_fail(pid, outcomes, pids):
@@ -123,7 +123,8 @@ def _crash(pid: PipelineId, f: Failure, outcomes: dict[str, Outcome], pids: dict
         why = "every unoptimised consumer of the exported model fails on it: the model is at fault"
     return Finding(symptom_for_failure(f.kind, f.stage), f.stage, location_for(f.stage, component), component,
                    [pid.name], f.kind, crash_signature(component, f.stage, f.kind, f.exc_type, f.message),
-                   message=f"{f.exc_type}: {f.message}" if f.exc_type else f.message, why=why)
+                   message=f"{f.exc_type}: {f.message}" if f.exc_type else f.message, why=why,
+                   detail={"exc_type": f.exc_type, "error": f.message})
 
 
 def _all_plain_consumers_fail(pid: PipelineId, outcomes: dict[str, Outcome], pids: dict[str, PipelineId]) -> bool:
@@ -141,12 +142,6 @@ def _all_plain_consumers_fail(pid: PipelineId, outcomes: dict[str, Outcome], pid
 def _is_plain(p: PipelineId) -> bool:
     return p.backend == "onnxref" or (p.backend == "ort" and p.level == "disable") or (
         p.backend == "tvm" and p.level == "O0")
-
-
-def _stage_index(stage: str) -> int:
-    from oracles.outcome import STAGES
-
-    return STAGES.index(stage)
 
 
 def _mismatch(pid: PipelineId, recs: list[CompareRecord], wrong: dict[PipelineId, bool]) -> Finding:
@@ -189,20 +184,19 @@ def _gap(pid: PipelineId, f: Failure) -> Gap:
                f"{f.exc_type}: {f.message}".strip(": "))
 
 
-def _source_is_odd_one_out(refs: dict[str, Reference], outcomes: dict[str, Outcome],
+def _source_is_odd_one_out(tols: dict[str, list[Tolerance]], outcomes: dict[str, Outcome],
                            wrong: dict[PipelineId, bool]) -> dict[str, bool]:
     """The eager source is the odd one out when ≥3 pipelines on ≥2 independent paths (different converters,
     or a converter and a direct backend) all disagree with it and agree with each other."""
     out: dict[str, bool] = {}
-    for src, ref in refs.items():
+    for src, src_tols in tols.items():
         ran = [p for p in wrong if p.source == src]
         if len(ran) < 3 or not all(wrong[p] for p in ran):
             continue
         if len({p.converter or p.backend for p in ran}) < 2:  # consumers of one exported model are one vote
             continue
         first = outcomes[ran[0].name].outputs
-        tols = ref.tolerances()
-        out[src] = all(not any(r.mismatch for r in compare_outputs(first, outcomes[p.name].outputs, tols))
+        out[src] = all(not any(r.mismatch for r in compare_outputs(first, outcomes[p.name].outputs, src_tols))
                        for p in ran[1:])
     return out
 
@@ -231,7 +225,16 @@ def _group_gaps(gaps: list[Gap]) -> list[Gap]:
 def set_first_op(f: Finding, op: str) -> None:
     """Localisation found the first diverging op: it becomes part of the mismatch signature."""
     f.first_op = op
-    f.signature = mismatch_signature(f.component, f.stage, op, f.kind)
+    resign(f)
+
+
+def resign(f: Finding) -> None:
+    """Recompute the signature after a follow-up refined the component or the first diverging op."""
+    if f.symptom == "wrong_output":
+        f.signature = mismatch_signature(f.component, f.stage, f.first_op, f.kind)
+    elif f.symptom != "slowdown":
+        f.signature = crash_signature(f.component, f.stage, f.kind, f.detail.get("exc_type", ""),
+                                      f.detail.get("error", f.message))
 
 
 def tolerance_pairs(tols: list[Tolerance]) -> list[list[float]]:

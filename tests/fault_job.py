@@ -32,13 +32,9 @@ def _grandchild(emit: Callable[..., None], allocate: bool) -> None:
     child.wait()
 
 
-def run_job(request: dict, blobs: dict[str, bytes], emit: Callable[..., None]) -> None:
-    emit("stage", {"pipeline": request.get("pipeline", "test>fault"), "stage": request.get("stage", "run"),
-                   "timeout_s": request.get("timeout_s")})
-    fault = request.get("fault", "echo")
-    if fault == "echo":
-        _echo(blobs, emit)
-    elif fault == "segfault":
+def inject(fault: str) -> None:
+    """The process-killing faults; tests/fault_pipeline.py injects them into real pipeline stages too."""
+    if fault == "segfault":
         ctypes.string_at(0)
     elif fault == "abort":
         os.abort()
@@ -48,6 +44,16 @@ def run_job(request: dict, blobs: dict[str, bytes], emit: Callable[..., None]) -
         chunks = []
         while True:
             chunks.append(b"\x01" * CHUNK_BYTES)
+
+
+def run_job(request: dict, blobs: dict[str, bytes], emit: Callable[..., None]) -> None:
+    emit("stage", {"pipeline": request.get("pipeline", "test>fault"), "stage": request.get("stage", "run"),
+                   "timeout_s": request.get("timeout_s")})
+    fault = request.get("fault", "echo")
+    if fault == "echo":
+        _echo(blobs, emit)
+    elif fault in ("segfault", "abort", "hang", "oom"):
+        inject(fault)
     elif fault == "raise":
         raise ValueError(f"injected failure in {request.get('stage')}")
     elif fault == "memory_error":

@@ -7,26 +7,12 @@ that replaces the crashed one runs the rest of the case, and the next case, norm
 
 from __future__ import annotations
 
-import ctypes
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from fuzzer.targets.job import run_job as real_job
-
-
-def _fault(kind: str) -> None:
-    if kind == "segfault":
-        ctypes.string_at(0)
-    elif kind == "abort":
-        os.abort()
-    elif kind == "hang":
-        time.sleep(600)
-    elif kind == "oom":
-        chunks = []
-        while True:
-            chunks.append(b"\x01" * (8 << 20))
+from tests.fault_job import inject
 
 
 def run_job(request: dict, blobs: dict[str, bytes], emit: Callable[..., None]) -> None:
@@ -37,6 +23,6 @@ def run_job(request: dict, blobs: dict[str, bytes], emit: Callable[..., None]) -
         if event == "stage" and header and header.get("pipeline") == pipeline and header.get("stage") == stage:
             if not Path(marker).exists():
                 Path(marker).write_text(kind)
-                _fault(kind)
+                inject(kind)
 
     real_job(request, blobs, faulty_emit)

@@ -136,7 +136,6 @@ def prepare(ctx: JobContext, pid: PipelineId, sr: StageRunner) -> Runner | None:
 def _prepare_tvm(ctx: JobContext, pid: PipelineId, sr: StageRunner) -> Runner | None:
     from fuzzer.targets import tvm_backend
 
-    _pin("tvm", lambda: None)
     if pid.converter in ONNX_CONVERTERS:
         model = onnx_model(ctx, pid, sr)
         with sr.stage("import"):

@@ -46,7 +46,7 @@ def discover() -> Machine:
     if os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi"):
         gpu = _probe_torch_cuda()
     providers: tuple[str, ...] = ()
-    if has_package("onnxruntime"):
+    if gpu and has_package("onnxruntime"):  # only the CUDA provider matters, and only with a GPU
         import onnxruntime
 
         providers = tuple(onnxruntime.get_available_providers())

@@ -37,9 +37,7 @@ class TFSource:
     def export_onnx(self) -> bytes:
         import tf2onnx
 
-        sig = [tf.TensorSpec(self.graph.tensors[n].shape, self.graph.tensors[n].dtype, name=n)
-               for n in self.graph.inputs]
-        model, _ = tf2onnx.convert.from_function(self.module.fn, input_signature=sig)
+        model, _ = tf2onnx.convert.from_function(self.module.fn, input_signature=self.module.fn.input_signature)
         return model.SerializeToString()
 
     def compile_xla(self) -> Any:
