@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -10,6 +12,10 @@ from collections.abc import Sequence
 from fuzzer.errors import UsageError
 
 EXIT_USAGE = 2
+# Commands that live in their own module: each has `add_parser(subparsers)` that registers its arguments and
+# sets `run=<function(args) -> int>` as a default. The module must import heavy libraries only inside `run`.
+COMMAND_MODULES = ("fuzzer.fuzz_command", "fuzzer.report_command", "fuzzer.nightly_command",
+                   "fuzzer.reduce_command", "fuzzer.replay_command")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--work-dir", default=".work", help="worker logs and library caches")
     t = sub.add_parser("targets", help="list every pipeline, available or not, and why")
     t.add_argument("--json", action="store_true", help="print JSON")
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).add_parser(sub)
     return p
 
 
@@ -86,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ops":
             from fuzzer.gen_command import run_ops
             return run_ops()
+        if hasattr(args, "run"):
+            return int(args.run(args))
     except UsageError as e:
         print(f"parallax: error: {e}", file=sys.stderr)
         return EXIT_USAGE

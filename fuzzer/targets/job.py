@@ -193,6 +193,7 @@ def run_pipeline(ctx: JobContext, pid: PipelineId, repeats: int) -> Outcome:
 
 # -- the handler --------------------------------------------------------------------------------------
 def run_job(request: dict[str, Any], blobs: dict[str, bytes], emit: Emit) -> None:
+    emit = _without_repeated_stages(emit)
     graph = Graph.loads(request["graph"])
     values = Values(unpack_dict(blobs["inputs"]), unpack_dict(blobs["weights"]))
     ctx = JobContext(graph, values, request["source"], emit, request.get("stage_timeout_s"))
@@ -208,6 +209,20 @@ def run_job(request: dict[str, Any], blobs: dict[str, bytes], emit: Emit) -> Non
         _bisect(ctx, request, blobs)
     else:
         raise ValueError(f"unknown job op {op!r}")
+
+
+def _without_repeated_stages(emit: Emit) -> Emit:
+    """Drop a "stage" frame identical to the frame just sent: the pool already attributes to that stage
+    (materialising the reference and running it are one stage), and each frame costs the parent a wake-up."""
+    last: list[Any] = [None]
+
+    def send(event: str, header: dict | None = None, blobs: dict[str, bytes] | None = None) -> None:
+        key = (event, header) if event == "stage" else None
+        if key is not None and key == last[0]:
+            return
+        last[0] = key
+        emit(event, header, blobs)
+    return send
 
 
 def _case(ctx: JobContext, request: dict[str, Any]) -> None:
