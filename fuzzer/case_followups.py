@@ -96,7 +96,7 @@ def confirm_slowdowns(runner: CaseRunner, graph: Graph, values: Values, outcomes
             first = judge_slowdown(outcomes[low.name].run_times, outcomes[high.name].run_times, None, None)
             if first.reason != "unconfirmed":
                 continue
-            request = {"op": "time", "graph": graph.dumps(), "source": low.source,
+            request = {"op": "time", "graph": graph.wire(), "source": low.source,
                        "pipelines": [low.name, high.name], "repeats": max(runner.settings.repeats, 10),
                        "stage_timeout_s": runner.settings.stage_timeout_s}
             blobs = {"inputs": pack_dict(values.inputs), "weights": pack_dict(values.weights)}
@@ -130,7 +130,7 @@ def bisect_tvm_passes(runner: CaseRunner, graph: Graph, values: Values, refs: di
         pid = parse_pipeline(f.pipelines[0])
         ref = refs.get(pid.source)
         blobs = {"inputs": pack_dict(values.inputs), "weights": pack_dict(values.weights)}
-        request = {"op": "bisect", "graph": graph.dumps(), "source": pid.source, "pipeline": pid.name,
+        request = {"op": "bisect", "graph": graph.wire(), "source": pid.source, "pipeline": pid.name,
                    "stage_timeout_s": runner.settings.stage_timeout_s * 10}
         if f.symptom == "wrong_output" and ref is not None and ref.outputs is not None:
             blobs["expected"] = pack_list(ref.outputs)

@@ -69,7 +69,7 @@ class CaseRunner:
 
     def run_source(self, graph: Graph, values: Values, source: str, pipelines: list[str],
                    reference: bool = True) -> tuple[Reference | None, dict[str, Outcome], dict[str, bytes]]:
-        base = {"op": "case", "graph": graph.dumps(), "source": source, "repeats": self.settings.repeats,
+        base = {"op": "case", "graph": graph.wire(), "source": source, "repeats": self.settings.repeats,
                 "stage_timeout_s": self.settings.stage_timeout_s}
         blobs = {"inputs": pack_dict(values.inputs), "weights": pack_dict(values.weights)}
         outcomes: dict[str, Outcome] = {}
