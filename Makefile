@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 fuzz: $(STAMP)
-	$(PY) -m fuzzer.cli gen --count 20 --nodes 10 --stats
+	$(PY) -m fuzzer.cli fuzz --time 5m $(if $(wildcard crashes/parallax.db),--resume,)
+	$(PY) -m fuzzer.cli report crashes/ --html crashes/report.html
+	@echo "report: $(CURDIR)/crashes/report.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

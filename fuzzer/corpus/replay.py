@@ -1,0 +1,154 @@
+"""Re-check a corpus against the installed versions: each entry's own repro.py, then Parallax's judgement.
+
+Per entry, one status:
+* reproduces: repro.py prints REPRODUCED and (unless skipped) Parallax, re-running the entry's graph on
+  the pipelines that judged it, still finds the bug with the same signature;
+* fixed: repro.py prints NOT REPRODUCED: the pipeline now gives the expected result;
+* changed-signature: the bug is still there but looks different: repro.py saw another failure, or
+  Parallax's signature for it changed (another stage, component, first op or error text);
+* error: repro.py itself broke (no verdict line, a traceback, its own timeout) or changed the entry.
+
+Every entry is read and checked against its manifest before anything runs, so a corrupt corpus is reported
+(EntryError) without running half of it. Nothing in the corpus is written.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fuzzer.corpus.entry import EntryError, read_entry
+from generators.ir import Graph
+from generators.values import Values
+
+STATUSES = ("reproduces", "fixed", "changed-signature", "error")
+VERDICTS = ("REPRODUCED", "NOT REPRODUCED")
+
+
+@dataclass
+class Entry:
+    path: Path
+    record: dict[str, Any]
+    graph: Graph
+    values: Values
+
+
+@dataclass
+class ReplayResult:
+    entry: str
+    pipeline: str
+    status: str
+    detail: str
+    seconds: float
+    signature: str
+    new_signature: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_entries(folder: Path) -> list[Path]:
+    """`folder` itself when it is an entry, else its subfolders that hold a finding.json, by name."""
+    if not folder.is_dir():
+        raise EntryError(f"{folder}: not a folder")
+    if (folder / "finding.json").exists():
+        return [folder]
+    return sorted(p for p in folder.iterdir() if p.is_dir() and (p / "finding.json").exists())
+
+
+def load_entries(folder: Path) -> list[Entry]:
+    """Every entry read and verified; the first bad one raises EntryError."""
+    return [Entry(p, *read_entry(p)) for p in find_entries(folder)]
+
+
+def parse_verdict(stdout: str) -> tuple[str, str]:
+    """(REPRODUCED | NOT REPRODUCED | "", the detail line after it) from a repro's output."""
+    lines = stdout.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].strip() in VERDICTS:
+            return lines[i].strip(), lines[i + 1].strip() if i + 1 < len(lines) else ""
+    return "", ""
+
+
+def repro_env(work: Path) -> dict[str, str]:
+    """The caller's environment with library caches kept out of the entry and the repo."""
+    from fuzzer.workdir import worker_env
+
+    return dict(os.environ, **worker_env(work), OMP_NUM_THREADS="1")
+
+
+def run_repro(entry: Entry, timeout_s: float, env: dict[str, str]) -> tuple[str, str]:
+    """Run the entry's repro.py (isolated mode, cwd = the entry) and map its verdict to a status."""
+    try:
+        proc = subprocess.run([sys.executable, "-I", "repro.py"], cwd=entry.path, env=env, capture_output=True,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return "error", f"repro.py ran over {timeout_s:.0f} s"
+    verdict, detail = parse_verdict(proc.stdout)
+    if verdict == "REPRODUCED" and proc.returncode == 0:
+        return "reproduces", detail
+    if verdict == "NOT REPRODUCED" and proc.returncode == 1:
+        return ("changed-signature" if detail.startswith("different failure") else "fixed"), detail
+    tail = (proc.stderr.strip().splitlines() or [""])[-1][:200]
+    return "error", f"repro.py exited with {proc.returncode} and no verdict: {tail}"
+
+
+def still_same(entry: Entry, runner: Any) -> tuple[str, str, str]:
+    """Parallax's own judgement of the entry's graph on its judging pipelines: (status, new signature, note)."""
+    from fuzzer.targets.registry import resolve
+
+    rec = entry.record
+    try:
+        pipelines = resolve(list(rec["judge_pipelines"]))
+    except ValueError as e:
+        return "error", "", f"cannot run the judging pipelines: {e}"
+    result = runner.run_case(entry.graph, entry.values, pipelines)
+    sigs = [f.signature for f in result.verdict.findings if rec["pipeline"] in f.pipelines]
+    if not sigs:
+        return "changed-signature", "", "repro.py reproduces, but Parallax no longer finds a bug on this pipeline"
+    if rec["signature"] in sigs:
+        return "reproduces", rec["signature"], ""
+    return "changed-signature", sigs[0], f"signature now {sigs[0]}"
+
+
+def replay(entries: list[Entry], timeout_s: float, work: Path, check_signature: bool = True) -> list[ReplayResult]:
+    """Each entry's repro, then (for those that reproduce) Parallax's signature check in one worker."""
+    from fuzzer.case_runner import CaseRunner, RunSettings
+    from fuzzer.workdir import prepare, worker_env
+    from fuzzer.worker_pool import Limits, Worker
+
+    work = prepare(work)
+    env = repro_env(work)
+    results: list[ReplayResult] = []
+    for e in entries:
+        t0 = time.perf_counter()
+        before = _snapshot(e.path)
+        status, detail = run_repro(e, timeout_s, env)
+        if _snapshot(e.path) != before:
+            status, detail = "error", "repro.py changed files in the entry"
+        results.append(ReplayResult(e.path.name, e.record["pipeline"], status, detail,
+                                    time.perf_counter() - t0, e.record["signature"]))
+    deep = [(e, r) for e, r in zip(entries, results) if r.status == "reproduces"] if check_signature else []
+    if deep:
+        stage_timeout = max(float(e.record.get("timeout_s", 120.0)) for e, _ in deep)
+        with Worker("fuzzer.targets.job:run_job", Limits(stage_timeout_s=stage_timeout), work / "logs",
+                    worker_env(work)) as worker:
+            runner = CaseRunner(worker, RunSettings(repeats=1, stage_timeout_s=stage_timeout, localise=True,
+                                                    confirm_slowdowns=False, bisect_passes=False))
+            for e, r in deep:
+                t0 = time.perf_counter()
+                status, new, note = still_same(e, runner)
+                r.seconds += time.perf_counter() - t0
+                r.new_signature = new
+                if status != "reproduces":
+                    r.status, r.detail = status, note
+    return results
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}

@@ -1,0 +1,68 @@
+"""`parallax replay DIR`: re-check every corpus entry under DIR against the installed versions.
+
+Exit 0 when every entry still reproduces with the same signature, 1 otherwise (fixed, changed, error),
+2 on bad input (no such folder, an entry with a missing or corrupt file); the corpus is never written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from fuzzer.errors import UsageError
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return v
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("replay", help="re-run every corpus entry's repro.py and re-check its signature "
+                       "(exit 1 when any entry no longer reproduces the same way)")
+    p.add_argument("corpus_dir", help="a corpus folder (subfolders with finding.json), or one entry")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--timeout", type=_positive_float, default=600.0, help="seconds allowed per repro.py")
+    p.add_argument("--no-signature-check", action="store_true",
+                   help="only run repro.py; skip re-running the graph through Parallax to compare signatures")
+    p.add_argument("--work-dir", default=".work", help="worker logs and library caches")
+    p.set_defaults(run=run_replay)
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from fuzzer.corpus.entry import EntryError
+    from fuzzer.corpus.replay import load_entries, replay
+
+    folder = Path(args.corpus_dir)
+    try:
+        entries = load_entries(folder)
+    except EntryError as e:
+        raise UsageError(str(e)) from None
+    results = replay(entries, args.timeout, Path(args.work_dir), check_signature=not args.no_signature_check)
+    ok = all(r.status == "reproduces" for r in results)
+    counts = Counter(r.status for r in results)
+    if args.json:
+        print(json.dumps({"corpus": str(folder), "ok": ok, "summary": dict(counts),
+                          "signature_checked": not args.no_signature_check,
+                          "entries": [r.to_json() for r in results]}, indent=1))
+    else:
+        _print_table(results)
+        print(f"{len(results)} entries: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+    return 0 if ok else 1
+
+
+def _print_table(results: list[Any]) -> None:
+    if not results:
+        return
+    w = max([len(r.entry) for r in results] + [5])
+    print(f"{'entry':<{w}}  {'status':<17}  {'time s':>7}  detail")
+    for r in results:
+        print(f"{r.entry:<{w}}  {r.status:<17}  {r.seconds:>7.1f}  {r.detail[:160]}")
