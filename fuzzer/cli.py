@@ -14,7 +14,7 @@ from fuzzer.errors import UsageError
 EXIT_USAGE = 2
 # Commands that live in their own module: each has `add_parser(subparsers)` that registers its arguments and
 # sets `run=<function(args) -> int>` as a default. The module must import heavy libraries only inside `run`.
-COMMAND_MODULES = ("fuzzer.fuzz_command", "fuzzer.report_command", "fuzzer.nightly_command",
+COMMAND_MODULES = ("fuzzer.fuzz_command", "fuzzer.report_command", "fuzzer.nightly_command", "fuzzer.devices",
                    "fuzzer.reduce_command", "fuzzer.replay_command")
 
 
