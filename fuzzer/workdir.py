@@ -14,6 +14,7 @@ def worker_env(work: Path) -> dict[str, str]:
         "XDG_CACHE_HOME": str(work / "cache"),
         "MPLCONFIGDIR": str(work / "matplotlib"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONHASHSEED": "0",  # set iteration order in libraries' messages stays the same across workers
     }
 
 

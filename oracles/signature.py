@@ -39,6 +39,9 @@ _PAREN_SLOT = re.compile(r"(\b(?:node|parameter)\s*)\(([^()\s]+)\)")
 _TOKEN = re.compile(r"[\w./\\:%@\-]+")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w])")
 _SPACE = re.compile(r"\s+")
+# Unions printed from a set (onnxscript's type constraints "INT32 | UINT8 | ..."): their order follows the
+# process's hash seed, so the same bug would get a different signature in another worker.
+_UNION = re.compile(r"\b[A-Z][A-Z0-9_]*(?:\s*\|\s*[A-Z][A-Z0-9_]*)+\b")
 # "ValueError: ..." as a traceback's last line; str(exc) lacks it, so both forms normalise alike.
 _EXC_PREFIX = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Failed|Unsupported)\w*:\s")
 
@@ -75,6 +78,7 @@ def _blank_name_slot(m: re.Match[str]) -> str:
 
 def _scrub(line: str) -> str:
     line = _EXC_PREFIX.sub("", line.strip())
+    line = _UNION.sub(lambda m: " | ".join(sorted(re.split(r"\s*\|\s*", m.group(0)))), line)
     line = _UUID.sub("<uuid>", line)
     line = _HEX.sub("<addr>", line)
     line = _WIN_PATH.sub("<id>", line)

@@ -43,6 +43,8 @@ REQUIRED_KEYS = ("format", "pipeline", "symptom", "stage", "kind", "signature", 
 VERSIONED = ("torch", "tensorflow", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime", "onnxscript", "apache-tvm",
              "numpy")
 SOURCE_TIMEOUT_S = 600.0
+_NODE_NAME = re.compile(r"(node name: |Node\()[^)]*\)")
+_NAME_FIELD = re.compile(r"Name: \S+")
 _PLACEHOLDER = re.compile(r"<id>|<shape>|<addr>|<uuid>|\bN\b")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -72,6 +74,10 @@ class Evidence:
 def message_keys(message: str, lines: int = 2) -> list[str]:
     """Fragments of the raw error text that survive another graph: per normalised line (the first `lines`),
     the longest run between placeholders (names, shapes, numbers) that occurs verbatim in the message."""
+    # Node names differ between the campaign's conversion and repro.py's (tf2onnx names nodes after the
+    # SavedModel's function): mask them so no fragment depends on one.
+    message = _NODE_NAME.sub(r"\1<id>)", message)
+    message = _NAME_FIELD.sub("Name: <id>", message)
     raw = _ANSI.sub("", message)
     keys = []
     for norm in normalise_message(message).split("\n")[:lines]:

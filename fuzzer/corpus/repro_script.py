@@ -200,7 +200,8 @@ def tvm_run(executable, args):
     """Run "main" once on the CPU; tuples flattened into a list of numpy arrays."""
     dev = tvm.cpu(0)
     vm = relax.VirtualMachine(executable, dev)
-    result = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(a), dev) for a in args])
+    result = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(a) if np.ndim(a) else np.asarray(a), dev)
+                          for a in args])
     out = []
 
     def flatten(value):
@@ -367,12 +368,22 @@ def main():
     if "--child" in sys.argv:
         run_pipeline(inputs)
         return 0
-    if EXPECTED["kind"] in ("segfault", "abort", "timeout", "oom"):
-        reproduced, detail = judge_child()
-    elif EXPECTED["symptom"] == "wrong_output":
-        reproduced, detail = judge_mismatch(inputs, expected)
-    else:
-        reproduced, detail = judge_exception(inputs)
+    # Libraries print to fd 1 from C++ (the TorchScript exporter dumps its IR on errors): send that to
+    # stderr while the pipeline runs, so the verdict is always the last two lines of stdout.
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        if EXPECTED["kind"] in ("segfault", "abort", "timeout", "oom"):
+            reproduced, detail = judge_child()
+        elif EXPECTED["symptom"] == "wrong_output":
+            reproduced, detail = judge_mismatch(inputs, expected)
+        else:
+            reproduced, detail = judge_exception(inputs)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
     print("REPRODUCED" if reproduced else "NOT REPRODUCED")
     print(detail)
     return 0 if reproduced else 1

@@ -262,7 +262,7 @@ def _vm(compiled: Compiled) -> Any:
 
 def _upload(compiled: Compiled, inputs: list[np.ndarray]) -> list[Any]:
     dev = _device(compiled.target)
-    return [tvm.runtime.tensor(np.ascontiguousarray(x), dev) for x in inputs]
+    return [tvm.runtime.tensor(_contiguous(x), dev) for x in inputs]
 
 
 def run(compiled: Compiled, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -366,3 +366,9 @@ def find_guilty_pass(make_mod: Callable[[], tvm.IRModule], opt_level: int, targe
         if not bad(opt_level, [name]):
             return name
     return None
+
+
+def _contiguous(x: np.ndarray) -> np.ndarray:
+    """C-contiguous, keeping rank 0 (np.ascontiguousarray turns a 0-d array into a 1-d one, and TVM then
+    rejects it: a false crash on every 0-d input)."""
+    return np.ascontiguousarray(x) if np.ndim(x) else np.asarray(x)
