@@ -45,7 +45,7 @@ def _share(flags: list[bool]) -> float | None:
 def corpus_cases(corpus: Path) -> list[dict[str, Any]]:
     """Each `corpus/*/original/` case with the finding it was filed for."""
     from fuzzer.case_io import CaseError, read_case
-    from fuzzer.reduce_command import _finding_from_json, _read_finding
+    from fuzzer.reduce_command import _read_finding, finding_from_json
 
     out = []
     for folder in sorted(corpus.glob("*/original")):
@@ -59,7 +59,7 @@ def corpus_cases(corpus: Path) -> list[dict[str, Any]]:
             out.append({"case": str(folder), "error": "no finding.json"})
             continue
         pipes = list(recorded.get("pipelines_needed") or recorded["pipelines"])
-        out.append({"case": str(folder), "graph": graph, "values": values, "finding": _finding_from_json(recorded),
+        out.append({"case": str(folder), "graph": graph, "values": values, "finding": finding_from_json(recorded),
                     "pipelines": pipes})
     return out
 

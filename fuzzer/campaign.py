@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from fuzzer.background_reduce import BackgroundReducer
 from fuzzer.memory import campaign_rss_mb
 from fuzzer.scheduler import Scheduler, SharedGapBook, SkipRule
 from fuzzer.store import CaseRecord, EventLog, FindingRecord, GapRecord, Store, StoredFinding
@@ -179,8 +180,10 @@ class RunSummary:
 class Campaign:
     def __init__(self, store: Store, engine: Engine, scheduler: Scheduler, gaps: SharedGapBook, events: EventLog,
                  settings: CampaignSettings, display: Any = None,
-                 on_new_signature: Callable[[StoredFinding], None] | None = None) -> None:
+                 on_new_signature: Callable[[StoredFinding], None] | None = None,
+                 reducer: BackgroundReducer | None = None) -> None:
         self.store = store
+        self.reducer = reducer  # reduces queued signatures in the background, with its own worker
         self.engine = engine
         self.scheduler = scheduler
         self.gaps = gaps
@@ -239,7 +242,11 @@ class Campaign:
         next_snapshot = time.monotonic()
         try:
             self.engine.start(self.claim)
+            if self.reducer is not None:
+                self.reducer.start()
             while True:
+                if self.reducer is not None:
+                    self._reduced(self.reducer.pump(self.store))
                 for outcome in self.engine.results(POLL_S):
                     if self._abandon:
                         break  # the store must not see results of a run that was told to drop its work
@@ -274,14 +281,22 @@ class Campaign:
             self._snapshot()  # before the workers go, so the memory of the whole campaign is measured
             self.engine.stop(self._abandon)
             self.engine.close()
+            if self.reducer is not None:
+                self._reduced(self.reducer.stop(self.store))
             self.stats.workers = self.engine.health()
             self.store.end_run(run_id, reason)
             self.events.emit("run_end", run_id=run_id, reason=reason, cases=self.stats.cases,
                              seconds=round(self.stats.elapsed(), 3), skips=[r.__dict__ for r in self.stats.skips])
         return RunSummary(run_id, reason, self.stats, self.stats.elapsed())
 
+    def _reduced(self, done: list[Any]) -> None:
+        for d in done:
+            self.events.emit("reduced", signature=d.signature, state=d.state, dir=d.reduced_dir, note=d.note,
+                             seconds=round(d.seconds, 3))
+
     def _snapshot(self) -> None:
-        self.stats.rss_mb = campaign_rss_mb(self.engine.worker_pids())
+        pids = self.engine.worker_pids() + ([self.reducer.worker.pid] if self.reducer is not None else [])
+        self.stats.rss_mb = campaign_rss_mb(pids)
         totals = self.store.snapshot(self.run_id, round(self.stats.rss_mb, 1))
         self.stats.total_bugs = totals["bugs"]
 

@@ -52,6 +52,8 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--stage-timeout", type=_positive_float, default=120.0, help="seconds allowed per stage")
     f.add_argument("--memory-mb", type=_positive_int, default=8192, help="per-worker memory limit (resident MiB)")
     f.add_argument("--repeats", type=_positive_int, default=10, help="timed runs per optimisation level")
+    f.add_argument("--reduce-budget", type=float, default=120.0,
+                   help="seconds per new bug for the background reducer, which has its own worker (0: off)")
     f.add_argument("--work-dir", default=".work", help="worker logs and library caches")
     f.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: worker processes on this machine (default); ray: Ray actors (fuzzer.engine_ray)")
@@ -124,6 +126,7 @@ def run_fuzz(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, store: Any, pipelines: list[Any], notes: list[str]) -> int:
+    from fuzzer.background_reduce import make_reducer, reduction_line
     from fuzzer.campaign import Campaign, CampaignSettings
     from fuzzer.case_runner import RunSettings
     from fuzzer.engine_local import LocalEngine
@@ -153,8 +156,10 @@ def _run(args: argparse.Namespace, store: Any, pipelines: list[Any], notes: list
         engine = LocalEngine(workers, scheduler, gaps, settings, limits, work / "logs", worker_env(work))
     events = EventLog(store.out / EVENTS_NAME)
     display = make_display(args.quiet)
+    reducer = make_reducer(args.reduce_budget, store.out, pipelines, limits, work, worker_env(work))
     campaign = Campaign(store, engine, scheduler, gaps, events,
-                        CampaignSettings(args.time, args.max_cases, workers, args.resume), display)
+                        CampaignSettings(args.time, args.max_cases, workers, args.resume), display,
+                        reducer=reducer)
     previous = _install_stop_handlers(campaign)
     try:
         with display:
@@ -165,6 +170,8 @@ def _run(args: argparse.Namespace, store: Any, pipelines: list[Any], notes: list
         events.close()
     for line in summary_lines(summary):
         print(line)
+    if reducer is not None:
+        print(reduction_line(reducer))
     return 0 if not summary.reason.startswith("error") and summary.reason != "workers_failed" else 1
 
 

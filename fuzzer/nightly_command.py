@@ -61,6 +61,8 @@ def add_parser(sub: Any) -> None:
     n.add_argument("--stage-timeout", type=_positive_float, default=120.0, help="seconds allowed per stage")
     n.add_argument("--memory-mb", type=_positive_int, default=8192, help="per-worker memory limit (resident MiB)")
     n.add_argument("--repeats", type=_positive_int, default=10, help="timed runs per optimisation level")
+    n.add_argument("--reduce-budget", type=float, default=120.0,
+                   help="seconds per new bug for the background reducer, which has its own worker (0: off)")
     n.add_argument("--work-dir", default=".work", help="worker logs, library caches and Ray's files")
     n.set_defaults(run=run_nightly)
 
@@ -191,6 +193,7 @@ def _probe_devices(into: dict[str, Any]) -> None:
 
 
 def _campaign(args: argparse.Namespace, store: Any, pipelines: list[Any], resumed: bool) -> Any:
+    from fuzzer.background_reduce import make_reducer
     from fuzzer.campaign import Campaign, CampaignSettings
     from fuzzer.case_runner import RunSettings
     from fuzzer.engine_ray import make_engine
@@ -207,15 +210,16 @@ def _campaign(args: argparse.Namespace, store: Any, pipelines: list[Any], resume
     gaps = SharedGapBook()
     gaps.load(store.gap_rows())
     work = prepare(Path(args.work_dir))
+    limits = Limits(stage_timeout_s=args.stage_timeout, memory_mb=args.memory_mb)
     engine = make_engine(args.engine, workers, scheduler, gaps,
                          RunSettings(repeats=args.repeats, stage_timeout_s=args.stage_timeout, localise=True,
                                      confirm_slowdowns=True, bisect_passes=True),
-                         Limits(stage_timeout_s=args.stage_timeout, memory_mb=args.memory_mb), work,
-                         worker_env(work), args.address)
+                         limits, work, worker_env(work), args.address)
+    reducer = make_reducer(args.reduce_budget, store.out, pipelines, limits, work, worker_env(work))
     events = EventLog(store.out / EVENTS_NAME)
     display = make_display(args.quiet, sys.stderr if args.json else sys.stdout)
     campaign = Campaign(store, engine, scheduler, gaps, events,
-                        CampaignSettings(args.time, args.max_cases, workers, resumed), display)
+                        CampaignSettings(args.time, args.max_cases, workers, resumed), display, reducer=reducer)
     previous = _install_stop_handlers(campaign)
     try:
         with display:

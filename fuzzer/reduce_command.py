@@ -78,7 +78,7 @@ def _read_finding(folder: Path) -> dict[str, Any] | None:
     return data
 
 
-def _finding_from_json(d: dict[str, Any]) -> Any:
+def finding_from_json(d: dict[str, Any]) -> Any:
     """A Finding from finding.json, tolerant of fields added or left out by whoever wrote it."""
     from oracles.judge import Finding
 
@@ -182,7 +182,7 @@ def _reduce_recorded(graph: Any, values: Any, recorded: dict[str, Any], chosen: 
     controls of its blame), then the full set it may have been judged with."""
     from fuzzer.reduce import DoesNotReproduce, ReductionTarget, control_pipelines, reduce_case
 
-    finding = _finding_from_json(recorded)
+    finding = finding_from_json(recorded)
     needed = list(recorded.get("pipelines_needed") or [])
     if chosen or needed:
         tries = [chosen or needed]

@@ -335,6 +335,14 @@ class Store:
         return [r[0] for r in self.con.execute(
             "SELECT signature FROM signatures WHERE reduce_state = 'queued' ORDER BY first_seen")]
 
+    def signatures_in_state(self, state: str) -> list[str]:
+        return [r[0] for r in self.con.execute("SELECT signature FROM signatures WHERE reduce_state = ?", (state,))]
+
+    def smallest_example(self, signature: str) -> str | None:
+        """The folder (relative to OUT) of the smallest example kept on disk, if any."""
+        row = self.con.execute("SELECT smallest_dir FROM signatures WHERE signature = ?", (signature,)).fetchone()
+        return row[0] if row and row[0] else None
+
     def set_reduce_state(self, signature: str, state: str, reduced_dir: str | None = None) -> None:
         if state not in REDUCE_STATES:
             raise ValueError(f"unknown reduce state {state!r}")
