@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from fuzzer.arg_types import comma_names, positive_float, positive_int
 from fuzzer.errors import UsageError
 
 EXIT_USAGE = 2
@@ -23,53 +24,29 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return v
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="parallax", description="Graph fuzzer for DL converters and compilers.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     g = sub.add_parser("gen", help="generate random valid graphs (one case, or --count of them with --stats)")
     g.add_argument("--seed", type=int, default=0, help="seed (the first seed with --count)")
-    g.add_argument("--nodes", type=_positive_int, default=10, help="node-count target")
-    g.add_argument("--count", type=_positive_int, default=1, help="how many graphs (seeds seed..seed+count-1)")
+    g.add_argument("--nodes", type=positive_int, default=10, help="node-count target")
+    g.add_argument("--count", type=positive_int, default=1, help="how many graphs (seeds seed..seed+count-1)")
     g.add_argument("--out", help="folder to write the case(s) to (graph.json, inputs.npz, weights.npz, case.json)")
     g.add_argument("--stats", action="store_true", help="print one JSON object of generation statistics")
-    g.add_argument("--include", type=_names, help="comma-separated op names to use (default: all)")
-    g.add_argument("--exclude", type=_names, default=(), help="comma-separated op names to leave out")
-    g.add_argument("--dtypes", type=_names, help="comma-separated dtypes allowed (default: all)")
-    g.add_argument("--max-elems", type=_positive_int, default=1 << 16, help="bound on elements per tensor")
+    g.add_argument("--include", type=comma_names, help="comma-separated op names to use (default: all)")
+    g.add_argument("--exclude", type=comma_names, default=(), help="comma-separated op names to leave out")
+    g.add_argument("--dtypes", type=comma_names, help="comma-separated dtypes allowed (default: all)")
+    g.add_argument("--max-elems", type=positive_int, default=1 << 16, help="bound on elements per tensor")
     g.add_argument("--no-check", action="store_true", help="with --stats: skip the eager torch/TF validity runs")
     sub.add_parser("ops", help="list the operator families and their dtypes")
     r = sub.add_parser("run", help="run one case through the pipelines and judge it (exit 1 when it finds bugs)")
     r.add_argument("case_dir", help="a case folder from `parallax gen --out`")
-    r.add_argument("--pipelines", type=_names, help="comma-separated pipelines (default: every available one; "
+    r.add_argument("--pipelines", type=comma_names, help="comma-separated pipelines (default: every available one; "
                    "see `parallax targets`)")
     r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    r.add_argument("--repeats", type=_positive_int, default=10, help="timed runs per optimisation level")
-    r.add_argument("--stage-timeout", type=_positive_float, default=120.0, help="seconds allowed per stage")
-    r.add_argument("--memory-mb", type=_positive_int, default=8192, help="worker memory limit (resident MiB)")
+    r.add_argument("--repeats", type=positive_int, default=10, help="timed runs per optimisation level")
+    r.add_argument("--stage-timeout", type=positive_float, default=120.0, help="seconds allowed per stage")
+    r.add_argument("--memory-mb", type=positive_int, default=8192, help="worker memory limit (resident MiB)")
     r.add_argument("--work-dir", default=".work", help="worker logs and library caches")
     t = sub.add_parser("targets", help="list every pipeline, available or not, and why")
     t.add_argument("--json", action="store_true", help="print JSON")

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fuzzer.cli import _names, _positive_float, _positive_int
+from fuzzer.arg_types import comma_names, positive_float, positive_int
 from fuzzer.errors import UsageError
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -41,17 +41,17 @@ def default_workers() -> int:
 def add_parser(sub: Any) -> None:
     f = sub.add_parser("fuzz", help="run a fuzzing campaign into a store (resumable; see `parallax report`)")
     f.add_argument("--time", type=parse_duration, help="how long: 90s, 5m, 2h, 1d or seconds (default: until Ctrl-C)")
-    f.add_argument("--workers", type=_positive_int, help="worker processes (default: one per core)")
-    f.add_argument("--pipelines", type=_names, help="comma-separated pipelines (default: every available CPU one)")
-    f.add_argument("--nodes", type=_positive_int, help="node-count target per graph (default 10)")
+    f.add_argument("--workers", type=positive_int, help="worker processes (default: one per core)")
+    f.add_argument("--pipelines", type=comma_names, help="comma-separated pipelines (default: every available CPU one)")
+    f.add_argument("--nodes", type=positive_int, help="node-count target per graph (default 10)")
     f.add_argument("--seed", type=int, help="campaign seed: case i uses seed+i (default: random)")
     f.add_argument("--out", default="crashes", help="output folder holding the store (default crashes/)")
     f.add_argument("--resume", action="store_true", help="continue the campaign stored in --out")
     f.add_argument("--quiet", action="store_true", help="no live display (OUT/events.jsonl is always written)")
-    f.add_argument("--max-cases", type=_positive_int, help="stop after this many cases in this run")
-    f.add_argument("--stage-timeout", type=_positive_float, default=120.0, help="seconds allowed per stage")
-    f.add_argument("--memory-mb", type=_positive_int, default=8192, help="per-worker memory limit (resident MiB)")
-    f.add_argument("--repeats", type=_positive_int, default=10, help="timed runs per optimisation level")
+    f.add_argument("--max-cases", type=positive_int, help="stop after this many cases in this run")
+    f.add_argument("--stage-timeout", type=positive_float, default=120.0, help="seconds allowed per stage")
+    f.add_argument("--memory-mb", type=positive_int, default=8192, help="per-worker memory limit (resident MiB)")
+    f.add_argument("--repeats", type=positive_int, default=10, help="timed runs per optimisation level")
     f.add_argument("--reduce-budget", type=float, default=120.0,
                    help="seconds per new bug for the background reducer, which has its own worker (0: off)")
     f.add_argument("--work-dir", default=".work", help="worker logs and library caches")

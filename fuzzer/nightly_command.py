@@ -29,7 +29,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from fuzzer.cli import _names, _positive_float, _positive_int
+from fuzzer.arg_types import comma_names, positive_float, positive_int
 from fuzzer.errors import UsageError
 from fuzzer.fuzz_command import default_workers, parse_duration
 
@@ -46,21 +46,21 @@ def add_parser(sub: Any) -> None:
     n.add_argument("--previous", metavar="RUN_OR_DIR",
                    help="baseline: a run id of this store, or another campaign folder (default: the run before "
                         "tonight's in --out; none on the first night)")
-    n.add_argument("--workers", type=_positive_int, help="workers or Ray actors (default: one per core)")
+    n.add_argument("--workers", type=positive_int, help="workers or Ray actors (default: one per core)")
     n.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local worker processes, or Ray actors (default local)")
     n.add_argument("--address", help="with --engine ray: the Ray cluster to join, HOST:PORT "
                                      "(default: a private Ray instance on this machine)")
-    n.add_argument("--pipelines", type=_names, help="comma-separated pipelines (default: every available one)")
+    n.add_argument("--pipelines", type=comma_names, help="comma-separated pipelines (default: every available one)")
     n.add_argument("--seed", type=int, help="first night only: the campaign seed (default: random)")
-    n.add_argument("--nodes", type=_positive_int, help="first night only: node-count target per graph (default 10)")
-    n.add_argument("--max-cases", type=_positive_int, help="stop after this many cases tonight")
+    n.add_argument("--nodes", type=positive_int, help="first night only: node-count target per graph (default 10)")
+    n.add_argument("--max-cases", type=positive_int, help="stop after this many cases tonight")
     n.add_argument("--html", metavar="FILE", help="where to write the HTML report (default OUT/report.html)")
     n.add_argument("--json", action="store_true", help="print one JSON object (the comparison) instead of text")
     n.add_argument("--quiet", action="store_true", help="no live display while fuzzing")
-    n.add_argument("--stage-timeout", type=_positive_float, default=120.0, help="seconds allowed per stage")
-    n.add_argument("--memory-mb", type=_positive_int, default=8192, help="per-worker memory limit (resident MiB)")
-    n.add_argument("--repeats", type=_positive_int, default=10, help="timed runs per optimisation level")
+    n.add_argument("--stage-timeout", type=positive_float, default=120.0, help="seconds allowed per stage")
+    n.add_argument("--memory-mb", type=positive_int, default=8192, help="per-worker memory limit (resident MiB)")
+    n.add_argument("--repeats", type=positive_int, default=10, help="timed runs per optimisation level")
     n.add_argument("--reduce-budget", type=float, default=120.0,
                    help="seconds per new bug for the background reducer, which has its own worker (0: off)")
     n.add_argument("--work-dir", default=".work", help="worker logs, library caches and Ray's files")

@@ -15,40 +15,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fuzzer.arg_types import comma_names, positive_float, positive_int
 from fuzzer.errors import UsageError
 
 EXIT_DOES_NOT_REPRODUCE = 1
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
-
-
-def _positive(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return v
-    return parse
 
 
 def add_parser(sub: Any) -> None:
     r = sub.add_parser("reduce", help="shrink a case to the smallest one that shows the same bug")
     r.add_argument("case_dir", help="a case folder (from `parallax gen --out` or a campaign finding)")
     r.add_argument("--out", help="folder for the reduced case (default: CASE-reduced beside CASE)")
-    r.add_argument("--pipelines", type=_names, help="comma-separated pipelines to find and show the bug with "
+    r.add_argument("--pipelines", type=comma_names, help="comma-separated pipelines to find and show the bug with "
                    "(default: those in CASE/finding.json, else every available one)")
     r.add_argument("--signature", help="reduce the finding with this signature (or prefix) instead of the first "
                    "(CASE is then run afresh, even when it has a finding.json)")
-    r.add_argument("--budget", type=_positive(float), default=600.0, help="seconds allowed for the reduction "
+    r.add_argument("--budget", type=positive_float, default=600.0, help="seconds allowed for the reduction "
                    "(the best so far is written when it runs out)")
-    r.add_argument("--max-runs", type=_positive(int), help="at most this many predicate runs")
-    r.add_argument("--stage-timeout", type=_positive(float), default=120.0, help="seconds allowed per stage")
-    r.add_argument("--memory-mb", type=_positive(int), default=8192, help="worker memory limit (resident MiB)")
+    r.add_argument("--max-runs", type=positive_int, help="at most this many predicate runs")
+    r.add_argument("--stage-timeout", type=positive_float, default=120.0, help="seconds allowed per stage")
+    r.add_argument("--memory-mb", type=positive_int, default=8192, help="worker memory limit (resident MiB)")
     r.add_argument("--work-dir", default=".work", help="worker logs and library caches")
     r.add_argument("--corpus-entry", action="store_true",
                    help="also write the corpus entry (repro.py, report.md, ONNX test data) into OUT/entry")

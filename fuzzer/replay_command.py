@@ -12,17 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from fuzzer.arg_types import positive_float
 from fuzzer.errors import UsageError
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return v
 
 
 def add_parser(sub: Any) -> None:
@@ -30,7 +21,7 @@ def add_parser(sub: Any) -> None:
                        "(exit 1 when any entry no longer reproduces the same way)")
     p.add_argument("corpus_dir", help="a corpus folder (subfolders with finding.json), or one entry")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--timeout", type=_positive_float, default=600.0, help="seconds allowed per repro.py")
+    p.add_argument("--timeout", type=positive_float, default=600.0, help="seconds allowed per repro.py")
     p.add_argument("--no-signature-check", action="store_true",
                    help="only run repro.py; skip re-running the graph through Parallax to compare signatures")
     p.add_argument("--work-dir", default=".work", help="worker logs and library caches")
