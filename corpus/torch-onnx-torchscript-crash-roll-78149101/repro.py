@@ -245,24 +245,22 @@ def main():
     if "--child" in sys.argv:
         run_pipeline(inputs)
         return 0
-    # Libraries print to fd 1 from C++ (the TorchScript exporter dumps its IR on errors): send that to
-    # stderr while the pipeline runs, so the verdict is always the last two lines of stdout.
+    # Libraries print to fd 1 from C++ (the TorchScript exporter dumps its IR on errors, and C++ flushes
+    # that only at exit): fd 1 goes to stderr for good, and the verdict is written to the real stdout, so
+    # it is always the last two lines there.
     sys.stdout.flush()
-    saved = os.dup(1)
+    verdict_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    try:
-        if EXPECTED["kind"] in ("segfault", "abort", "timeout", "oom"):
-            reproduced, detail = judge_child()
-        elif EXPECTED["symptom"] == "wrong_output":
-            reproduced, detail = judge_mismatch(inputs, expected)
-        else:
-            reproduced, detail = judge_exception(inputs)
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-    print("REPRODUCED" if reproduced else "NOT REPRODUCED")
-    print(detail)
+    if EXPECTED["kind"] in ("segfault", "abort", "timeout", "oom"):
+        reproduced, detail = judge_child()
+    elif EXPECTED["symptom"] == "wrong_output":
+        reproduced, detail = judge_mismatch(inputs, expected)
+    else:
+        reproduced, detail = judge_exception(inputs)
+    sys.stdout.flush()
+    print("REPRODUCED" if reproduced else "NOT REPRODUCED", file=verdict_out)
+    print(detail, file=verdict_out)
+    verdict_out.flush()
     return 0 if reproduced else 1
 
 
