@@ -56,6 +56,33 @@ class _AbandonableWorker:
                 os.killpg(pid, signal.SIGKILL)
 
 
+class MemoryRecycler:
+    """Recycles a worker whose resident memory has grown by a quarter over what it used once warm (its
+    BASELINE_CASES-th case after a start): keeps a days-long campaign's memory flat."""
+
+    BASELINE_CASES = 5
+    GROWTH = 1.25
+
+    def __init__(self) -> None:
+        self.cases = 0
+        self.baseline_mb = 0.0
+        self.starts = -1
+
+    def after_case(self, worker: Worker) -> bool:
+        if worker.restarts + worker.recycles != self.starts:  # a new process: measure it afresh
+            self.starts = worker.restarts + worker.recycles
+            self.cases = 0
+            self.baseline_mb = 0.0
+        self.cases += 1
+        rss = worker.resident_mb()
+        if self.cases == self.BASELINE_CASES:
+            self.baseline_mb = rss
+        if self.baseline_mb and rss > self.GROWTH * self.baseline_mb:
+            worker.recycle()
+            return True
+        return False
+
+
 class LocalEngine:
     name = "local"
 
@@ -129,6 +156,7 @@ class LocalEngine:
     # ----- one driver thread ---------------------------------------------------------------------------
     def _drive(self, w: _AbandonableWorker, health: WorkerHealth, claim: Callable[[], CaseTask | None]) -> None:
         runner = CaseRunner(w, self.settings, gaps=self.gaps)  # type: ignore[arg-type]  # duck-typed Worker
+        memory = MemoryRecycler()
         while not self._stopping.is_set():
             if not self._ensure_started(w, health):
                 health.state = "failed"  # before claiming: no case index is used up by a worker that cannot start
@@ -144,6 +172,7 @@ class LocalEngine:
             health.state = "idle"
             health.case = None
             self._queue.put(outcome)
+            memory.after_case(w.worker)
         health.state = "stopped"
         health.case = None
 

@@ -182,6 +182,7 @@ class Worker:
         self._poll_in: select.poll | None = None
         self._poll_out: select.poll | None = None
         self._starts = 0
+        self.recycles = 0
         self._closed = False
         self._busy = threading.Lock()
         self._log_offset = 0
@@ -193,8 +194,27 @@ class Worker:
 
     @property
     def restarts(self) -> int:
-        """How many times the worker process was started again after its first start."""
-        return max(0, self._starts - 1)
+        """How many times the worker process was started again after its first start (recycling aside)."""
+        return max(0, self._starts - 1 - self.recycles)
+
+    def resident_mb(self) -> float:
+        """Resident memory of the worker and its descendants now (0 when it is not running)."""
+        if self._proc is None or self._exited():
+            return 0.0
+        return resident_bytes([self._proc.pid, *descendants(self._proc.pid)]) / MIB
+
+    def recycle(self) -> None:
+        """End the process between jobs; the next job starts a fresh one. Long campaigns do this when a
+        worker's memory has crept up (libraries' caches, allocator fragmentation): a fresh interpreter is
+        the only reliable way to give that memory back."""
+        if self._proc is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self._write_all(encode_frame({"op": "exit"}), time.monotonic() + EXIT_GRACE_S)
+        self._await_exit(EXIT_GRACE_S)
+        self._kill_group()
+        self._reap()
+        self.recycles += 1
 
     @property
     def pid(self) -> int | None:

@@ -21,7 +21,7 @@ PIPELINES = "torch>onnx:torchscript>ort:all:cpu,torch>onnx:torchscript>onnxref,t
 def test_campaign_reduces_new_signatures_in_the_background(tmp_path: Path) -> None:
     out = tmp_path / "crashes"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "fuzzer.cli", "fuzz", "--time", "45s", "--workers", "1",
+    proc = subprocess.run([sys.executable, "-m", "fuzzer.cli", "fuzz", "--time", "75s", "--workers", "1",
                            "--nodes", "8", "--seed", "5", "--reduce-budget", "20", "--pipelines", PIPELINES,
                            "--out", str(out), "--quiet", "--work-dir", str(tmp_path / "work")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
@@ -32,7 +32,7 @@ def test_campaign_reduces_new_signatures_in_the_background(tmp_path: Path) -> No
     assert rows
     assert not [r for r in rows if r[1] == "running"], "a clean stop puts the reduction in flight back in the queue"
     done = [r for r in rows if r[1] == "done"]
-    assert done, f"no signature was reduced in 45 s: {[r[1] for r in rows]}"
+    assert done, f"no signature was reduced in 75 s: {[r[1] for r in rows]}"
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     reduced_events = {e["signature"] for e in events if e["event"] == "reduced" and e["state"] == "done"}
     for sig, _, reduced_dir, smallest_dir in done:

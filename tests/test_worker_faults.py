@@ -271,3 +271,14 @@ def test_pool_runs_jobs_from_threads(tmp_path: Path):
         assert results["w0"].crash_kind == "segfault" and results["w1"].completed
         assert len({w.pid for w in pool.workers}) == 2 or pool.workers[0].pid is None
         assert {p.name for p in tmp_path.iterdir()} == {"worker-w0.log", "worker-w1.log"}
+
+
+def test_recycling_starts_a_fresh_process_that_is_not_counted_as_a_crash(worker: Worker):
+    echo_ok(worker, {"a": b"before"})
+    pid, rss = worker.pid, worker.resident_mb()
+    assert rss > 0
+    worker.recycle()
+    assert worker.resident_mb() == 0.0
+    echo_ok(worker, {"a": b"after"})
+    assert worker.pid != pid
+    assert worker.recycles == 1 and worker.restarts == 0
