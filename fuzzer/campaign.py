@@ -263,8 +263,9 @@ class Campaign:
                 if self.engine.finished():
                     for outcome in [] if self._abandon else self.engine.results(0):
                         self._record(outcome)
-                    if not self._stop_reason:
-                        self.request_stop("workers_failed")
+                    if not self._stop_reason:  # the drivers ended on their own: out of cases, or none could run
+                        out_of_cases = s.max_cases is not None and self._claimed >= s.max_cases
+                        self.request_stop("max_cases" if out_of_cases else "workers_failed")
                     break
                 if now >= next_snapshot:
                     self._snapshot()
