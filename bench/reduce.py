@@ -45,13 +45,13 @@ def _share(flags: list[bool]) -> float | None:
 def corpus_cases(corpus: Path) -> list[dict[str, Any]]:
     """Each `corpus/*/original/` case with the finding it was filed for."""
     from fuzzer.case_io import CaseError, read_case
-    from fuzzer.reduce_command import _read_finding, finding_from_json
+    from fuzzer.reduce_command import finding_from_json, read_finding
 
     out = []
     for folder in sorted(corpus.glob("*/original")):
         try:
             graph, values = read_case(folder)
-            recorded = _read_finding(folder) or _read_finding(folder.parent)
+            recorded = read_finding(folder) or read_finding(folder.parent)
         except (CaseError, Exception) as e:  # a broken entry is reported, not fatal
             out.append({"case": str(folder), "error": str(e)[:200]})
             continue

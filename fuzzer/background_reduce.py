@@ -11,7 +11,6 @@ a finished folder without its state: on the next start those are queued again an
 
 from __future__ import annotations
 
-import json
 import queue
 import shutil
 import threading
@@ -128,14 +127,14 @@ class BackgroundReducer:
             self._done.put(d)
 
     def _reduce(self, job: ReduceJob) -> tuple[str, str]:
-        from fuzzer.case_io import atomic_write, read_case, write_case
+        from fuzzer.case_io import read_case
         from fuzzer.reduce import ReductionTarget, control_pipelines, reduce_case
-        from fuzzer.reduce_command import finding_from_json
+        from fuzzer.reduce_command import finding_from_json, read_finding, write_corpus_entry, write_reduced
 
         graph, values = read_case(job.example)
-        recorded = json.loads((job.example / "finding.json").read_text())
-        if isinstance(recorded.get("finding"), dict):
-            recorded = {**recorded["finding"], **{k: v for k, v in recorded.items() if k != "finding"}}
+        recorded = read_finding(job.example)
+        if recorded is None:
+            raise FileNotFoundError(f"{job.example}/finding.json")
         finding = finding_from_json(recorded)
         pipes = control_pipelines(finding.pipelines, self.pipelines)
         target = ReductionTarget.from_finding(finding, sorted(set(pipes) | set(finding.pipelines)))
@@ -144,13 +143,9 @@ class BackgroundReducer:
         final = self.out / rel
         tmp = final.with_name(f".tmp-{final.name}")
         shutil.rmtree(tmp, ignore_errors=True)
-        meta = {"reduced_from": str(job.example.relative_to(self.out)), "signature": job.signature,
-                "nodes": len(result.graph.nodes)}
-        write_case(tmp, result.graph, result.values, meta)
-        dump = lambda o: (json.dumps(o, sort_keys=True, indent=1, default=str) + "\n").encode()
-        atomic_write(tmp / "finding.json", dump(dict(result.finding.to_json(), pipelines_needed=result.pipelines)))
-        atomic_write(tmp / "reduce.json", dump(result.stats))
-        entry_note = _write_entry(tmp, result)
+        write_reduced(tmp, str(job.example.relative_to(self.out)), graph, result, result.stats)
+        note = write_corpus_entry(tmp, result)
+        entry_note = f"; {note}" if note else "; corpus entry written"
         if final.exists():  # a reduction redone after a kill between the rename and the state's commit
             shutil.rmtree(final)
         tmp.rename(final)
@@ -171,17 +166,3 @@ def reduction_line(reducer: BackgroundReducer) -> str:
     failed = len(reducer.finished) - len(done)
     return (f"background reduction: {len(done)} bugs reduced" + (f", {failed} failed" if failed else "")
             + (f" (in {reducer.out / REDUCED_DIR})" if done else "") + "; the rest stay queued for the next run")
-
-
-def _write_entry(folder: Path, result: Any) -> str:
-    """The corpus entry (repro.py, report.md, ONNX test data) beside the reduced case, when one can be made."""
-    from fuzzer.corpus.entry import EntryError, write_entry
-
-    if result.evidence is None:
-        return "; no corpus entry (no run of the reduced case)"
-    try:
-        write_entry(folder / "entry", result.graph, result.values, result.finding, result.evidence,
-                    pipeline=result.stats.get("pipeline"))
-    except EntryError as e:
-        return f"; no corpus entry ({e})"
-    return "; corpus entry written"

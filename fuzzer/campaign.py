@@ -8,8 +8,6 @@ writer of the store, one transaction per finished case, and the only one that ta
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
 import socket
 import threading
 import time
@@ -23,6 +21,7 @@ from fuzzer.background_reduce import BackgroundReducer
 from fuzzer.memory import campaign_rss_mb
 from fuzzer.scheduler import Scheduler, SharedGapBook, SkipRule
 from fuzzer.store import CaseRecord, EventLog, FindingRecord, GapRecord, Store, StoredFinding
+from fuzzer.versions import stack_versions
 from generators.ir import Graph
 from generators.values import Values
 from oracles.pipeline_id import PipelineError, parse_pipeline
@@ -30,8 +29,6 @@ from oracles.pipeline_id import PipelineError, parse_pipeline
 SNAPSHOT_EVERY_S = 10.0
 POLL_S = 0.25
 STOP_JOIN_S = 30.0  # how long abandoned drivers may take to notice (a killed worker returns at once)
-STACK = ("torch", "tensorflow-cpu", "tensorflow", "onnx", "onnxruntime", "onnxscript", "onnx-ir", "tf2onnx",
-         "apache-tvm", "numpy", "z3-solver", "ml-dtypes", "protobuf")
 _generation_lock = threading.Lock()  # z3's default context is not thread-safe: one graph at a time per process
 
 
@@ -120,16 +117,6 @@ def make_case(task: CaseTask) -> tuple[Graph, Values]:
     if not report.ok:
         raise InvalidCase(f"value search gave up: {'; '.join(report.problems[:3])[:300]}")
     return graph, values
-
-
-def stack_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in STACK:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 # ----- the loop -------------------------------------------------------------------------------------

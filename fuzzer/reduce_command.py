@@ -42,7 +42,7 @@ def add_parser(sub: Any) -> None:
     r.set_defaults(run=run_reduce)
 
 
-def _read_finding(folder: Path) -> dict[str, Any] | None:
+def read_finding(folder: Path) -> dict[str, Any] | None:
     """CASE/finding.json, if any: a Finding's JSON (optionally under "finding"), maybe with "pipelines_needed"."""
     path = folder / "finding.json"
     if not path.exists():
@@ -101,7 +101,7 @@ def _dump(obj: Any) -> bytes:
 
 
 def run_reduce(args: argparse.Namespace) -> int:
-    from fuzzer.case_io import CaseError, atomic_write, read_case, write_case
+    from fuzzer.case_io import CaseError, read_case
     from fuzzer.reduce import DoesNotReproduce, find_target, reduce_case
     from fuzzer.targets.registry import default_pipelines, resolve
     from fuzzer.workdir import prepare, worker_env
@@ -115,7 +115,7 @@ def run_reduce(args: argparse.Namespace) -> int:
         graph, values = read_case(case)
     except CaseError as e:
         raise UsageError(str(e)) from None
-    recorded = _read_finding(case)
+    recorded = read_finding(case)
     out = _out_folder(case, args.out)
     try:
         chosen = [p.name for p in resolve(list(args.pipelines))] if args.pipelines else None
@@ -142,16 +142,12 @@ def run_reduce(args: argparse.Namespace) -> int:
             print(f"parallax: {e}", file=sys.stderr)
             return EXIT_DOES_NOT_REPRODUCE
     stats = dict(result.stats, case=str(case), out=str(out))
-    meta = {"reduced_from": str(case), "hash": graph.content_hash(), "reduced_hash": result.graph.content_hash(),
-            "nodes": len(result.graph.nodes), "signature": result.finding.signature}
     try:
-        write_case(out, result.graph, result.values, meta)
-        atomic_write(out / "finding.json", _dump(dict(result.finding.to_json(), pipelines_needed=result.pipelines)))
-        atomic_write(out / "reduce.json", _dump(stats))
+        write_reduced(out, str(case), graph, result, stats)
     except OSError as e:
         raise UsageError(f"{out}: cannot write ({e})") from None
     if args.corpus_entry:
-        note = write_corpus_entry(out, result, args)
+        note = write_corpus_entry(out, result, args.stage_timeout, args.memory_mb)
         if note:
             print(f"parallax: {note}", file=sys.stderr)
     if args.json:
@@ -190,7 +186,18 @@ def _reduce_recorded(graph: Any, values: Any, recorded: dict[str, Any], chosen: 
     raise last
 
 
-def write_corpus_entry(out: Path, result: Any, args: argparse.Namespace) -> str:
+def write_reduced(out: Path, reduced_from: str, original: Any, result: Any, stats: dict[str, Any]) -> None:
+    """The reduced case folder: graph.json, inputs.npz, weights.npz, case.json, finding.json, reduce.json."""
+    from fuzzer.case_io import atomic_write, write_case
+
+    meta = {"reduced_from": reduced_from, "hash": original.content_hash(), "reduced_hash": result.graph.content_hash(),
+            "nodes": len(result.graph.nodes), "signature": result.finding.signature}
+    write_case(out, result.graph, result.values, meta)
+    atomic_write(out / "finding.json", _dump(dict(result.finding.to_json(), pipelines_needed=result.pipelines)))
+    atomic_write(out / "reduce.json", _dump(stats))
+
+
+def write_corpus_entry(out: Path, result: Any, timeout_s: float = 120.0, memory_mb: int = 8192) -> str:
     """The corpus entry hook: `fuzzer.corpus.entry.write_entry` (the corpus issue's module), into OUT/entry.
 
     Called as write_entry(out_dir, graph, values, finding, result, pipeline=..., timeout_s=..., memory_mb=...)
@@ -208,7 +215,7 @@ def write_corpus_entry(out: Path, result: Any, args: argparse.Namespace) -> str:
     # ---- CORPUS ENTRY CALL SITE ----
     try:
         write_entry(out / "entry", result.graph, result.values, result.finding, result.evidence,
-                    pipeline=result.stats.get("pipeline"), timeout_s=args.stage_timeout, memory_mb=args.memory_mb)
+                    pipeline=result.stats.get("pipeline"), timeout_s=timeout_s, memory_mb=memory_mb)
     except Exception as e:  # the reduced case is already written: report, do not lose it
         return f"corpus entry not written: {type(e).__name__}: {e}"
     return ""

@@ -32,6 +32,7 @@ from fuzzer.corpus.repro_script import ReproSpec, ReproUnsupported, check_suppor
 from fuzzer.corpus.test_data import TestDataError, data_set_files, read_data_set
 from generators.ir import Graph, GraphError
 from generators.values import Values
+from fuzzer.versions import stack_versions
 from oracles.blame import CONVERTER_NAMES, SOURCE_NAMES
 from oracles.judge import Finding, Reference
 from oracles.outcome import Outcome
@@ -40,8 +41,6 @@ from oracles.signature import normalise_message
 
 FORMAT = 1
 REQUIRED_KEYS = ("format", "pipeline", "symptom", "stage", "kind", "signature", "expect", "files", "judge_pipelines")
-VERSIONED = ("torch", "tensorflow", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime", "onnxscript", "apache-tvm",
-             "numpy")
 SOURCE_TIMEOUT_S = 600.0
 _NODE_NAME = re.compile(r"(node name: |Node\()[^)]*\)")
 _NAME_FIELD = re.compile(r"Name: \S+")
@@ -90,13 +89,7 @@ def message_keys(message: str, lines: int = 2) -> list[str]:
 
 def versions() -> dict[str, str]:
     """Installed versions of the stack (read from package metadata: nothing heavy is imported)."""
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in VERSIONED:
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
+    return stack_versions()
 
 
 def repro_mode(pid: PipelineId, finding: Finding, has_model: bool) -> str:
