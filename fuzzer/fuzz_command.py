@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace, store: Any, pipelines: list[Any], notes: list
     from fuzzer.background_reduce import make_reducer, reduction_line
     from fuzzer.campaign import Campaign, CampaignSettings
     from fuzzer.case_runner import RunSettings
-    from fuzzer.engine_local import LocalEngine
+    from fuzzer.engine_ray import make_engine
     from fuzzer.progress import make_display, summary_lines
     from fuzzer.scheduler import Scheduler, SharedGapBook
     from fuzzer.store import EVENTS_NAME, EventLog
@@ -147,13 +147,9 @@ def _run(args: argparse.Namespace, store: Any, pipelines: list[Any], notes: list
     settings = RunSettings(repeats=args.repeats, stage_timeout_s=args.stage_timeout, localise=True,
                            confirm_slowdowns=True, bisect_passes=True)
     limits = Limits(stage_timeout_s=args.stage_timeout, memory_mb=args.memory_mb)
-    if args.engine == "ray":
-        from fuzzer.engine_ray import RayEngine
-
-        engine: Any = RayEngine(workers, scheduler, gaps, settings, limits, work / "logs", worker_env(work),
-                                address=args.ray_address)
-    else:
-        engine = LocalEngine(workers, scheduler, gaps, settings, limits, work / "logs", worker_env(work))
+    # make_engine keeps a private Ray instance's files under the work dir, like `parallax nightly`.
+    engine = make_engine(args.engine, workers, scheduler, gaps, settings, limits, work, worker_env(work),
+                         args.ray_address)
     events = EventLog(store.out / EVENTS_NAME)
     display = make_display(args.quiet)
     reducer = make_reducer(args.reduce_budget, store.out, pipelines, limits, work, worker_env(work))
