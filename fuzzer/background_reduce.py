@@ -23,6 +23,7 @@ from fuzzer.store import Store, sig12
 from fuzzer.worker_pool import Limits, Worker
 
 REDUCED_DIR = "reduced"
+LOOK_EVERY_S = 2.0  # how often an idle reducer asks the store for queued signatures
 
 
 @dataclass
@@ -54,6 +55,7 @@ class BackgroundReducer:
         self._thread = threading.Thread(target=self._loop, name="reducer", daemon=True)
         self.finished: list[ReduceDone] = []
         self._requeued = False
+        self._next_look = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -66,7 +68,9 @@ class BackgroundReducer:
                 store.set_reduce_state(sig, "queued")
             self._requeued = True
         done = self._collect(store)
-        if self._busy is None and not self._stop.is_set():
+        now = time.monotonic()
+        if self._busy is None and not self._stop.is_set() and (done or now >= self._next_look):
+            self._next_look = now + LOOK_EVERY_S  # the campaign loop turns every 0.2 s: query the queue less
             for sig in store.queued_signatures():
                 example = store.smallest_example(sig)
                 if example is None:  # no example kept on disk: nothing to reduce
