@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fuzzer.case_runner import CaseRunner, RunSettings  # noqa: E402
+from fuzzer.case.runner import CaseRunner, RunSettings  # noqa: E402
 from fuzzer.targets.registry import default_pipelines, resolve  # noqa: E402
-from fuzzer.workdir import prepare, worker_env  # noqa: E402
-from fuzzer.worker_pool import Limits, WorkerPool  # noqa: E402
+from fuzzer.workers.pool import Limits, WorkerPool  # noqa: E402
+from fuzzer.workers.workdir import prepare, worker_env  # noqa: E402
 from generators.generate import GenConfig, generate  # noqa: E402
 from generators.values import find_values  # noqa: E402
 

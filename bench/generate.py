@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fuzzer.gen_command import percentile  # noqa: E402
+from fuzzer.cli.gen import percentile  # noqa: E402
 from generators.eager_check import eager_check  # noqa: E402
 from generators.generate import GenConfig, generate  # noqa: E402
 from generators.ops import REGISTRY  # noqa: E402

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fuzzer.fuzz_command import parse_duration  # noqa: E402
+from fuzzer.cli.fuzz import parse_duration  # noqa: E402
 
 
 def mean(xs: list[float]) -> float | None:

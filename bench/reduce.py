@@ -44,8 +44,8 @@ def _share(flags: list[bool]) -> float | None:
 
 def corpus_cases(corpus: Path) -> list[dict[str, Any]]:
     """Each `corpus/*/original/` case with the finding it was filed for."""
-    from fuzzer.case_io import CaseError, read_case
-    from fuzzer.reduce_command import finding_from_json, read_finding
+    from fuzzer.case.files import CaseError, read_case
+    from fuzzer.cli.reduce import finding_from_json, read_finding
 
     out = []
     for folder in sorted(corpus.glob("*/original")):
@@ -102,7 +102,7 @@ def fresh_cases(runner: Any, pipelines: list[str], want: int, seed: int, max_see
 
 def verify(worker: Any, graph: Any, values: Any, signature: str, pipelines: list[str]) -> bool:
     """An independent re-run (fresh runner, every follow-up on): the same signature must come out."""
-    from fuzzer.case_runner import CaseRunner, RunSettings
+    from fuzzer.case.runner import CaseRunner, RunSettings
     from oracles.pipeline_id import parse_pipeline
 
     runner = CaseRunner(worker, RunSettings(repeats=3))
@@ -123,10 +123,10 @@ def main() -> int:
     ap.add_argument("--work-dir", default=str(ROOT / ".work" / "bench_reduce"))
     args = ap.parse_args()
 
-    from fuzzer.case_runner import CaseRunner, RunSettings
+    from fuzzer.case.runner import CaseRunner, RunSettings
     from fuzzer.reduce import DoesNotReproduce, ReductionTarget, reduce_case
-    from fuzzer.workdir import prepare, worker_env
-    from fuzzer.worker_pool import Limits, Worker
+    from fuzzer.workers.pool import Limits, Worker
+    from fuzzer.workers.workdir import prepare, worker_env
 
     pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
     work = prepare(Path(args.work_dir))

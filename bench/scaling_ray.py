@@ -26,14 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fuzzer.campaign import Campaign, CampaignSettings  # noqa: E402
-from fuzzer.case_runner import RunSettings  # noqa: E402
-from fuzzer.engine_ray import make_engine  # noqa: E402
-from fuzzer.scheduler import Scheduler, SharedGapBook  # noqa: E402
-from fuzzer.store import DB_NAME, EVENTS_NAME, EventLog, Store  # noqa: E402
+from fuzzer.campaign.engine_ray import make_engine  # noqa: E402
+from fuzzer.campaign.loop import Campaign, CampaignSettings  # noqa: E402
+from fuzzer.campaign.scheduler import Scheduler, SharedGapBook  # noqa: E402
+from fuzzer.campaign.store import DB_NAME, EVENTS_NAME, EventLog, Store  # noqa: E402
+from fuzzer.case.runner import RunSettings  # noqa: E402
 from fuzzer.targets.registry import resolve  # noqa: E402
-from fuzzer.workdir import prepare, worker_env  # noqa: E402
-from fuzzer.worker_pool import Limits  # noqa: E402
+from fuzzer.workers.pool import Limits  # noqa: E402
+from fuzzer.workers.workdir import prepare, worker_env  # noqa: E402
 
 CHEAP = "torch>onnx:torchscript>ort:all:cpu,torch>onnx:torchscript>onnxref,tf>tf2onnx>ort:disable:cpu"
 WORKERS = 2

@@ -10,7 +10,6 @@ without CUDA, TVM that can generate CUDA code (compile-only with nvcc) but finds
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -221,19 +220,3 @@ def gpus_per_actor(pipelines: list[PipelineId], cluster_gpus: float, actors: int
         return 0.0
     share = min(1.0, cluster_gpus / actors)
     return max(0.0001, int(share * 10000) / 10000)
-
-
-# ----- `parallax devices` ---------------------------------------------------------------------------------
-def add_parser(sub: Any) -> None:
-    d = sub.add_parser("devices", help="the devices the pipelines can use: CPU, and CUDA as torch/ORT/TVM see it")
-    d.add_argument("--json", action="store_true", help="print one JSON object")
-    d.set_defaults(run=run_devices)
-
-
-def run_devices(args: argparse.Namespace) -> int:
-    devices = discover_devices()
-    if args.json:
-        print(json.dumps(devices.to_json(), indent=1))
-    else:
-        print("\n".join(devices.lines()))
-    return 0

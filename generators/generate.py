@@ -114,6 +114,7 @@ class _Builder:
     # A context per graph: z3's choices depend on AST ids, so a shared context would make a
     # seed's graph depend on what was generated before it in the same process.
     ctx: z3.Context = field(default_factory=z3.Context)
+    forced_dtype: str | None = None  # every op's primary dtype (single-op graphs for conformance tests)
 
     # -- names and leaves ---------------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -260,6 +261,33 @@ class _Builder:
         m = s.model()
         return {k: m.eval(v, model_completion=True).as_long() for k, v in new_vars.items()}
 
+    def op_constraints(self, spec: OpSpec, plan: Plan, given: list[tuple | None],
+                       prefix: str) -> tuple[list[Any], dict[str, Any], list[tuple]]:
+        """The one place a new op's z3 problem is built: a variable per integer attribute ("a:k") and per dim of
+        every input whose shape is not `given` ("{prefix}:i:j"), their bounds, the spec's requirements and the
+        bounds on its outputs. Returns (constraints, new variables, symbolic output shapes)."""
+        new_vars: dict[str, Any] = {}
+        attrs = dict(plan.attrs)
+        cs: list[Any] = []
+        for k, (lo, hi) in plan.int_attrs.items():
+            attrs[k] = new_vars[f"a:{k}"] = z3.Int(f"a_{k}", self.ctx)
+            cs += self.bounded(attrs[k], lo, hi)
+        shapes: list[tuple] = []
+        for i, shape in enumerate(given):
+            if shape is not None:
+                shapes.append(shape)
+                continue
+            dims = tuple(z3.Int(f"{prefix}{i}_{j}", self.ctx) for j in range(plan.in_ranks[i]))
+            for j, d in enumerate(dims):
+                new_vars[f"{prefix}:{i}:{j}"] = d
+                cs += self.bounded(d, 1, self.cfg.max_dim)
+            cs += self.out_ok([dims])
+            shapes.append(dims)
+        outs = spec.infer(shapes, attrs)
+        cs += spec.requires(shapes, attrs)
+        cs += self.out_ok(outs)
+        return cs, new_vars, outs
+
     def symbolic_system(self) -> tuple[list[Any], dict[str, z3.ArithRef], dict[str, tuple]]:
         """Rebuild every constraint over z3 variables from the graph's structure."""
         vars_: dict[str, z3.ArithRef] = {}
@@ -303,6 +331,8 @@ class _Builder:
 
     # -- choosing ---------------------------------------------------------------------------
     def pick_dtype(self, spec: OpSpec, anchor: str | None) -> str | None:
+        if self.forced_dtype is not None:
+            return self.forced_dtype
         allowed = [d for d in spec.dtypes if d in self.cfg.dtypes]
         if not allowed:
             return None
@@ -388,25 +418,8 @@ class _Builder:
                 self.commit_forward(spec, plan, chosen, fresh_dims, attrs, out_dtypes)
                 return True
         # local z3: new variables only
-        new_vars: dict[str, z3.ArithRef] = {}
-        attrs = dict(plan.attrs)
-        cs: list[Any] = []
-        for k, (lo, hi) in plan.int_attrs.items():
-            attrs[k] = new_vars[f"a:{k}"] = z3.Int(f"a_{k}", self.ctx)
-            cs += self.bounded(attrs[k], lo, hi)
-        shapes = []
-        for i, c in enumerate(chosen):
-            if c is not None:
-                shapes.append(self.shape[c])
-                continue
-            dims = tuple(z3.Int(f"f{i}_{j}", self.ctx) for j in range(plan.in_ranks[i]))
-            for j, d in enumerate(dims):
-                new_vars[f"f:{i}:{j}"] = d
-                cs += self.bounded(d, 1, self.cfg.max_dim)
-            cs += self.out_ok([dims])
-            shapes.append(dims)
-        cs += spec.requires(shapes, attrs)
-        cs += self.out_ok(spec.infer(shapes, attrs))
+        cs, new_vars, _ = self.op_constraints(spec, plan, [None if c is None else self.shape[c] for c in chosen],
+                                              "f")
         sol = self.solve_local(cs, new_vars)
         if (sol is None and any(c is not None for c in chosen) and self.stats.z3_global < self.cfg.global_solves
                 and self.rng.random() < self.cfg.global_prob):
@@ -426,23 +439,7 @@ class _Builder:
     def solve_forward_global(self, spec: OpSpec, plan: Plan, chosen: list[str | None]) -> dict[str, int] | None:
         """Let earlier tensors change shape so that `chosen` fit the new op; revert if bounds break."""
         def extra(sym: dict[str, tuple], vars_: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-            new: dict[str, Any] = {}
-            attrs = dict(plan.attrs)
-            cs: list[Any] = []
-            for k, (lo, hi) in plan.int_attrs.items():
-                attrs[k] = new[f"a:{k}"] = z3.Int(f"a_{k}", self.ctx)
-                cs += self.bounded(attrs[k], lo, hi)
-            shapes = []
-            for i, c in enumerate(chosen):
-                if c is not None:
-                    shapes.append(sym[c])
-                    continue
-                dims = tuple(z3.Int(f"f{i}_{j}", self.ctx) for j in range(plan.in_ranks[i]))
-                for j, d in enumerate(dims):
-                    new[f"f:{i}:{j}"] = d
-                    cs += self.bounded(d, 1, self.cfg.max_dim)
-                shapes.append(dims)
-            cs += spec.requires(shapes, attrs) + self.out_ok(spec.infer(shapes, attrs))
+            cs, new, _ = self.op_constraints(spec, plan, [None if c is None else sym[c] for c in chosen], "f")
             return cs, new
 
         saved = dict(self.witness)
@@ -528,25 +525,9 @@ class _Builder:
                 self.commit_backward(spec, plan, target, shapes, attrs, out_dtypes)
                 return True
         # z3: new input dims and attributes such that the output equals the leaf's shape
-        new_vars: dict[str, z3.ArithRef] = {}
-        attrs = dict(plan.attrs)
-        cs: list[Any] = []
-        for k, (lo, hi) in plan.int_attrs.items():
-            attrs[k] = new_vars[f"a:{k}"] = z3.Int(f"a_{k}", self.ctx)
-            cs += self.bounded(attrs[k], lo, hi)
-        shapes = []
-        for i, r in enumerate(plan.in_ranks):
-            dims = tuple(z3.Int(f"b{i}_{j}", self.ctx) for j in range(r))
-            for j, d in enumerate(dims):
-                new_vars[f"b:{i}:{j}"] = d
-                cs += self.bounded(d, 1, self.cfg.max_dim)
-            cs += self.out_ok([dims])
-            shapes.append(dims)
-        outs = spec.infer(shapes, attrs)
+        cs, new_vars, outs = self.op_constraints(spec, plan, [None] * len(plan.in_ranks), "b")
         if len(outs[0]) != len(want):
             return False
-        cs += spec.requires(shapes, attrs)
-        cs += self.out_ok(outs)
         cs += [a == b for a, b in zip(outs[0], want)]
         sol = self.solve_local(cs, new_vars)
         if sol is None:
@@ -650,8 +631,7 @@ def single_op_graph(op: str, dtype: str, seed: int, max_elems: int = 4096) -> Gr
     cfg = GenConfig(nodes=1, include=(op,), max_elems=max_elems, max_dim=16)
     rng = random.Random(seed)
     for _ in range(200):
-        b = _Builder(cfg, random.Random(rng.randrange(1 << 30)), [op])
-        b.pick_dtype = lambda s, a, d=dtype: d  # type: ignore[method-assign]
+        b = _Builder(cfg, random.Random(rng.randrange(1 << 30)), [op], forced_dtype=dtype)
         if b.forward(spec):
             g = b.finish()
             g.validate()

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from fuzzer.campaign.scheduler import Scheduler
+from fuzzer.campaign.store import DB_NAME, FINDINGS_DIR, Store
 from fuzzer.cli import main
-from fuzzer.fuzz_command import parse_duration
-from fuzzer.scheduler import Scheduler
-from fuzzer.store import DB_NAME, FINDINGS_DIR, Store
+from fuzzer.cli.fuzz import parse_duration
 from generators.ir import Graph, Node, TensorType
 from oracles.pipeline_id import parse_pipeline
 from tests.test_store import SIG_A, case, corrupt
@@ -193,6 +193,10 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     assert state["cases"]
     log = [json.loads(x) for x in events.read_text().splitlines()]
     assert log[0]["event"] == "run_start" and log[-1]["event"] == "run_end" and log[-1]["reason"] == "interrupted"
+    # the selection is printed first, and recorded with every left-out pipeline's reason
+    assert stdout.startswith(f"pipelines: running {len(CHEAP.split(','))}: ")
+    left = dict(map(tuple, log[0]["left_out"]))
+    assert set(left) and set(left).isdisjoint(CHEAP.split(",")) and all(left.values())
 
 
 def case_events(out: Path) -> int:
@@ -243,12 +247,12 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path) -> None:
 def test_resume_keeps_the_stored_config_and_says_so(tmp_path: Path) -> None:
     import argparse
 
-    from fuzzer.fuzz_command import _open_store
+    from fuzzer.cli.fuzz import _open_store
 
     out = tmp_path / "out"
     _store_with_a_case(out)
     args = argparse.Namespace(out=str(out), resume=True, nodes=7, seed=None, pipelines=("torch>onnx:dynamo>onnxref",))
-    store, pipelines, notes = _open_store(args)
+    store, selection, notes = _open_store(args)
     store.close()
-    assert [p.name for p in pipelines] == CHEAP.split(",")
+    assert [p.name for p in selection.run] == CHEAP.split(",")
     assert any(n.startswith("--nodes ignored") for n in notes) and any(n.startswith("--pipelines") for n in notes)

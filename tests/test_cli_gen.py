@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fuzzer.case_io import read_case
+from fuzzer.case.files import read_case
 
 ROOT = Path(__file__).resolve().parents[1]
 

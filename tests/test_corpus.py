@@ -15,13 +15,13 @@ import pytest
 from test_corpus_replay import make_clean_python, run_clean, verdict_lines
 from test_real_bugs import one_node
 
-from fuzzer.case_runner import CaseResult, CaseRunner, RunSettings
+from fuzzer.case.runner import CaseResult, CaseRunner, RunSettings
 from fuzzer.cli import main
 from fuzzer.corpus.entry import EntryError, message_keys, read_entry, write_entry
 from fuzzer.corpus.test_data import read_data_set
 from fuzzer.targets.registry import resolve
-from fuzzer.workdir import prepare, worker_env
-from fuzzer.worker_pool import Limits, Worker
+from fuzzer.workers.pool import Limits, Worker
+from fuzzer.workers.workdir import prepare, worker_env
 from generators.ir import Graph, TensorType
 from generators.values import Values
 from oracles.judge import Finding

@@ -68,3 +68,22 @@ def test_corpus_entry_reproduces(entry: Path, clean_python: Path, tmp_path: Path
     lines = verdict_lines(proc)
     assert proc.returncode == 0 and lines[-2:-1] == ["REPRODUCED"], (
         f"{entry.name}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-2000:]}")
+
+
+@pytest.mark.parametrize("what", ["empty", "no_entries", "not_a_folder"])
+def test_replay_of_a_folder_without_entries_is_bad_input(tmp_path: Path, what: str) -> None:
+    """`parallax replay /etc` must not say "0 entries" and pass: one line on stderr, exit 2, nothing written."""
+    target = tmp_path / "target"
+    if what == "no_entries":
+        (target / "sub").mkdir(parents=True)
+        (target / "sub" / "notes.txt").write_text("not an entry")
+    elif what == "empty":
+        target.mkdir()
+    else:
+        target.write_text("a file")
+    before = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    r = subprocess.run([sys.executable, "-m", "fuzzer.cli", "replay", str(target), "--work-dir",
+                        str(tmp_path / "work")], cwd=CORPUS.parent, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stdout == ""
+    assert sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before

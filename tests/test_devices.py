@@ -12,7 +12,8 @@ import onnxruntime
 import pytest
 import torch
 
-from fuzzer.devices import Cpu, Cuda, Devices, add_parser, gpus_per_actor, parse_nvidia_smi
+from fuzzer.cli.devices import add_parser
+from fuzzer.devices import Cpu, Cuda, Devices, gpus_per_actor, parse_nvidia_smi
 from oracles.pipeline_id import parse_pipeline
 
 CPU_ONLY = [parse_pipeline("torch>onnx:torchscript>ort:all:cpu"), parse_pipeline("tf>tf2onnx>onnxref")]

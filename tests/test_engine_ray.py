@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from fuzzer.campaign import Campaign, CampaignSettings
-from fuzzer.case_runner import RunSettings
-from fuzzer.engine_ray import RayEngine
-from fuzzer.scheduler import Scheduler, SharedGapBook
-from fuzzer.store import DB_NAME, EVENTS_NAME, EventLog, Store
+from fuzzer.campaign.engine_ray import RayEngine
+from fuzzer.campaign.loop import Campaign, CampaignSettings
+from fuzzer.campaign.scheduler import Scheduler, SharedGapBook
+from fuzzer.campaign.store import DB_NAME, EVENTS_NAME, EventLog, Store
+from fuzzer.case.runner import RunSettings
 from fuzzer.targets.registry import resolve
-from fuzzer.workdir import prepare, worker_env
-from fuzzer.worker_pool import Limits
+from fuzzer.workers.pool import Limits
+from fuzzer.workers.workdir import prepare, worker_env
 from tests.test_campaign import snapshot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,3 +213,36 @@ def resume_then_abandon(out: Path, work: Path, address: str, before: dict) -> No
     while [p for p in seen if alive(p)] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert seen and not [p for p in seen if alive(p)], "actors and workers are gone after the campaign"
+
+
+@pytest.mark.slow
+def test_ray_actor_recycles_a_growing_worker(tmp_path: Path, ray_head: str) -> None:
+    """An actor's worker that leaks 300 MiB a case is recycled between cases, as a local driver's is: the recycle
+    is a `worker` event in events.jsonl, a row in the store, and a figure in the report."""
+    from fuzzer.campaign.engine_parts import RecyclePolicy
+    from fuzzer.report.load import load_report
+    from fuzzer.report.text import render_text
+
+    out, work = tmp_path / "out", prepare(tmp_path / "work")
+    pipes = PIPES[:1]
+    store = Store.create(out, 5, 3, {"pipelines": pipes})
+    scheduler, gaps = Scheduler(resolve(pipes)), SharedGapBook()
+    engine = RayEngine(1, scheduler, gaps, RunSettings(repeats=2, stage_timeout_s=60), Limits(stage_timeout_s=60),
+                       work / "logs", worker_env(work), handler="tests.leaky_job:run_job", address=ray_head,
+                       recycle=RecyclePolicy(baseline_cases=1, growth=1.25))
+    events = EventLog(out / EVENTS_NAME)
+    try:
+        summary = Campaign(store, engine, scheduler, gaps, events, CampaignSettings(None, 4, 1)).run()
+    finally:
+        events.close()
+        store.close()
+    assert summary.reason == "max_cases", engine.boot_error or [w.error for w in engine.health()]
+    log = [json.loads(x) for x in (out / EVENTS_NAME).read_text().splitlines()]
+    recycled = [e for e in log if e["event"] == "worker" and e["kind"] == "recycle"]
+    assert recycled, "the leaking worker was never recycled"
+    assert all(e["rss_mb"] > 1.25 * e["baseline_mb"] for e in recycled)
+    assert not [e for e in log if e["event"] == "worker" and e["kind"] == "restart"], "a recycle is not a crash"
+    assert [e for e in log if e["event"] == "run_end"][-1]["recycles"] == len(recycled)
+    data = load_report(out)
+    assert data.runs[-1].recycles == len(recycled)
+    assert f"workers recycled for memory: {len(recycled)}" in render_text(data)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from fuzzer.campaign.store import DB_NAME, Store
 from fuzzer.cli import main
-from fuzzer.store import DB_NAME, Store
 from tests.test_campaign import snapshot, tree_bytes
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from fuzzer.case_runner import CaseResult, CaseRunner, RunSettings
+from fuzzer.case.runner import CaseResult, CaseRunner, RunSettings
 from fuzzer.targets.registry import resolve
-from fuzzer.workdir import prepare, worker_env
-from fuzzer.worker_pool import Limits, Worker
+from fuzzer.workers.pool import Limits, Worker
+from fuzzer.workers.workdir import prepare, worker_env
 from generators.ir import Graph, Node, TensorType
 from generators.values import Values
 from oracles.judge import Finding

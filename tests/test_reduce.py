@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fuzzer.case_io import read_case, write_case
+from fuzzer.case.files import read_case, write_case
 from generators import graph_edit as edit
 from generators.ir import Graph, GraphError, Node, TensorType
 from generators.values import Values
@@ -187,8 +187,8 @@ def test_shrinker_reaches_the_one_node_a_predicate_needs() -> None:
 # -- real systems -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from fuzzer.workdir import prepare, worker_env
-    from fuzzer.worker_pool import Limits, Worker
+    from fuzzer.workers.pool import Limits, Worker
+    from fuzzer.workers.workdir import prepare, worker_env
 
     work = prepare(tmp_path_factory.mktemp("reduce"))
     with Worker("fuzzer.targets.job:run_job", Limits(stage_timeout_s=120), work / "logs", worker_env(work)) as w:
@@ -197,7 +197,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 @pytest.mark.slow
 def test_reduces_a_padded_crash_to_the_buggy_op(worker: object) -> None:
-    from fuzzer.case_runner import CaseRunner, RunSettings
+    from fuzzer.case.runner import CaseRunner, RunSettings
     from fuzzer.reduce import find_target, reduce_case
     from oracles.pipeline_id import parse_pipeline
 

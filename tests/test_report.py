@@ -1,7 +1,7 @@
 """`parallax report`: every distinct bug once with its count in every format, a self-contained HTML file, the
 --since view (run id and other store), and bad input refused with exit 2 and the store's bytes unchanged.
 
-The stores are written by the real writer (fuzzer/store.py) from real generated graphs; their findings come
+The stores are written by the real writer (fuzzer/campaign/store.py) from real generated graphs; their findings come
 from the real judge (oracles.judge.judge_case) on outcomes that replay known bug shapes (a truncating integer
 division in the exported model, a crashing reference evaluator, a TVM codegen crash, an unsupported op).
 Expected counts are derived from what the fixture stored, never written in by hand.
@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fuzzer.campaign.store import CaseRecord, FindingRecord, GapRecord, Store, sig12
 from fuzzer.cli import main
 from fuzzer.report.load import load_report
 from fuzzer.report.since import compare_runs
 from fuzzer.report.store_read import StoreError
-from fuzzer.store import CaseRecord, FindingRecord, GapRecord, Store, sig12
 from generators.generate import GenConfig, generate
 from generators.values import find_values
 from oracles.judge import Reference, judge_case

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fuzzer.case_runner import CaseRunner, RunSettings
+from fuzzer.case.runner import CaseRunner, RunSettings
 from fuzzer.targets.registry import resolve
-from fuzzer.workdir import worker_env
-from fuzzer.worker_pool import Limits, Worker
+from fuzzer.workers.pool import Limits, Worker
+from fuzzer.workers.workdir import worker_env
 from generators.ir import Graph, Node, TensorType
 from generators.values import Values
 

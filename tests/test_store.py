@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fuzzer.store import (
+from fuzzer.campaign.store import (
     DB_NAME,
     FINDINGS_DIR,
     CaseRecord,

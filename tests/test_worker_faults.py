@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fuzzer.frames import FrameDecoder, FrameError, encode_frame, read_frame, write_frame
-from fuzzer.worker_main import THREAD_VARIABLES
-from fuzzer.worker_pool import Event, JobResult, Limits, Worker, WorkerPool, WorkerStartupError, classify_exit
+from fuzzer.workers.frames import FrameDecoder, FrameError, encode_frame, read_frame, write_frame
+from fuzzer.workers.main import THREAD_VARIABLES
+from fuzzer.workers.pool import Event, JobResult, Limits, Worker, WorkerPool, WorkerStartupError, classify_exit
 
 HANDLER = "tests.fault_job:run_job"
 FAST = Limits(stage_timeout_s=1.0, memory_mb=400, startup_timeout_s=30.0)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fuzzer.case_io import atomic_write, npz_bytes
+from fuzzer.case.files import atomic_write, npz_bytes
 from fuzzer.corpus import source_model
 from fuzzer.corpus.report_md import make_title, render_report
 from fuzzer.corpus.repro_script import ReproSpec, ReproUnsupported, check_supported, libraries, render_repro
@@ -53,7 +53,7 @@ class EntryError(ValueError):
 
 
 class CaseEvidence(Protocol):
-    """What write_entry reads from a run (fuzzer.case_runner.CaseResult has it)."""
+    """What write_entry reads from a run (fuzzer.case.runner.CaseResult has it)."""
 
     references: dict[str, Reference]
     outcomes: dict[str, Outcome]

@@ -77,7 +77,7 @@ def parse_verdict(stdout: str) -> tuple[str, str]:
 
 def repro_env(work: Path) -> dict[str, str]:
     """The caller's environment with library caches kept out of the entry and the repo."""
-    from fuzzer.workdir import worker_env
+    from fuzzer.workers.workdir import worker_env
 
     return dict(os.environ, **worker_env(work), OMP_NUM_THREADS="1")
 
@@ -118,9 +118,9 @@ def still_same(entry: Entry, runner: Any) -> tuple[str, str, str]:
 
 def replay(entries: list[Entry], timeout_s: float, work: Path, check_signature: bool = True) -> list[ReplayResult]:
     """Each entry's repro, then (for those that reproduce) Parallax's signature check in one worker."""
-    from fuzzer.case_runner import CaseRunner, RunSettings
-    from fuzzer.workdir import prepare, worker_env
-    from fuzzer.worker_pool import Limits, Worker
+    from fuzzer.case.runner import CaseRunner, RunSettings
+    from fuzzer.workers.workdir import prepare, worker_env
+    from fuzzer.workers.pool import Limits, Worker
 
     work = prepare(work)
     env = repro_env(work)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fuzzer.case_io import atomic_write, npz_bytes
+from fuzzer.case.files import atomic_write, npz_bytes
 from fuzzer.corpus.test_data import read_data_set
 from generators.ir import Graph
 

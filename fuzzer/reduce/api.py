@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fuzzer.case_runner import CaseResult, CaseRunner, RunSettings
+from fuzzer.case.runner import CaseResult, CaseRunner, RunSettings
 from fuzzer.reduce.passes import DEFAULT_PASSES, Pass
 from fuzzer.reduce.shrinker import Candidate, Shrinker, complexity
 from fuzzer.reduce.target import DoesNotReproduce, ReductionTarget, SameBug, pipeline_cost
-from fuzzer.worker_pool import Worker
+from fuzzer.workers.pool import Worker
 from generators.ir import Graph
 from generators.values import Values
 from oracles.blame import lowest_level

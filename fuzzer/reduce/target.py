@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fuzzer.case_runner import CaseResult, CaseRunner, RunSettings
+from fuzzer.case.runner import CaseResult, CaseRunner, RunSettings
 from generators.ir import Graph
 from generators.values import Values
 from oracles.judge import Finding, Verdict

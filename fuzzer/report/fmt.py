@@ -72,3 +72,21 @@ def opseq_line(data: ReportData) -> str:
     top = ", ".join(f"{seq} ({n})" for seq, n in s.top2[:5])
     return (f"op sequences: {s.distinct2} distinct 2-chains{share}, {s.distinct3} distinct 3-chains"
             + (f"; most common: {top}" if top else ""))
+
+
+def pipelines_lines(data: ReportData) -> list[str]:
+    """What the latest run ran, and what it left out grouped by reason."""
+    if not data.pipelines_run and not data.pipelines_left_out:
+        return ["pipelines: not recorded by this store"]
+    out = [f"ran {len(data.pipelines_run)} pipelines: {', '.join(data.pipelines_run)}"]
+    by_reason: dict[str, list[str]] = {}
+    for name, why in data.pipelines_left_out:
+        by_reason.setdefault(why, []).append(name)
+    out += [f"left out {len(names)} ({why}): {', '.join(names)}" for why, names in by_reason.items()]
+    return out
+
+
+def recycles_line(data: ReportData) -> str:
+    total = sum(r.recycles for r in data.runs)
+    per_run = ", ".join(f"run {r.id}: {r.recycles}" for r in data.runs if r.recycles)
+    return f"workers recycled for memory: {total}" + (f" ({per_run})" if per_run else "")

@@ -94,8 +94,8 @@ def render_html(data: ReportData, since: SinceReport | None = None) -> str:
     c = data.campaign
     title = f"Parallax report: {data.out}"
     runs = [[str(r.id), escape(fmt.when(r.started)), escape(fmt.duration(r.seconds)), str(r.cases),
-             escape(str(r.workers)), escape(r.engine), "yes" if r.resumed else "", escape(r.stop_reason or ""),
-             escape(r.host)] for r in data.runs]
+             escape(str(r.workers)), escape(r.engine), "yes" if r.resumed else "", str(r.recycles),
+             escape(r.stop_reason or ""), escape(r.host)] for r in data.runs]
     gaps = [[str(g.count), escape(g.component), escape(g.op), escape(g.dtype),
              f'<div class="msg">{escape((g.message.splitlines() or [""])[0][:200])}</div>'] for g in data.gaps]
     skips = [[escape(s.pipeline), escape(s.op), escape(fmt.when(s.since)), escape(s.reason)] for s in data.skips]
@@ -124,8 +124,11 @@ def render_html(data: ReportData, since: SinceReport | None = None) -> str:
     if since is not None:
         body.append(_since(since))
     body += [f"<h2>Runs ({len(data.runs)})</h2>",
-             _table(["run", "started", "duration", "cases", "workers", "engine", "resumed", "stop", "host"], runs,
-                    {0, 3}),
+             _table(["run", "started", "duration", "cases", "workers", "engine", "resumed", "recycled", "stop",
+                     "host"], runs, {0, 3, 7}),
+             f"<p>{escape(fmt.recycles_line(data))}</p>",
+             "<h2>Pipelines (latest run)</h2>",
+             "<ul>" + "".join(f"<li>{escape(x)}</li>" for x in fmt.pipelines_lines(data)) + "</ul>",
              "<h2>Versions (latest run)</h2>",
              _table(["library", "version"], [[escape(str(k)), escape(str(v))] for k, v in sorted(versions.items())])
              if versions else "<p>unknown</p>"]

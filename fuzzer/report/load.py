@@ -86,6 +86,7 @@ class RunRow:
     stop_reason: str | None
     versions: dict[str, Any]
     cases: int  # cases of this run in the `cases` table
+    recycles: int = 0  # workers recycled for memory during this run
 
     @property
     def seconds(self) -> float | None:
@@ -150,6 +151,8 @@ class ReportData:
     coverage: Coverage
     opseq: OpSeqSummary
     finding_times: list[float] = field(default_factory=list)  # every finding row's time, ascending
+    pipelines_run: list[str] = field(default_factory=list)  # the latest run's pipelines
+    pipelines_left_out: list[tuple[str, str]] = field(default_factory=list)  # and those it left out, with why
 
     def to_json(self) -> dict[str, Any]:
         return {"store": str(self.out), "campaign": self.campaign,
@@ -160,7 +163,8 @@ class ReportData:
                 "capability_gaps": [asdict(g) for g in self.gaps], "skips": [asdict(s) for s in self.skips],
                 "snapshots": [asdict(s) for s in self.snapshots],
                 "throughput": [{"time": t, "run_id": r, "cases_per_s": v} for t, r, v in throughput(self.snapshots)],
-                "coverage": self.coverage.to_json(), "opseq": asdict(self.opseq)}
+                "coverage": self.coverage.to_json(), "opseq": asdict(self.opseq),
+                "pipelines": {"run": self.pipelines_run, "left_out": [list(x) for x in self.pipelines_left_out]}}
 
 
 def _rows(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -193,20 +197,33 @@ def _load(conn: sqlite3.Connection, out: Path) -> ReportData:
     campaign = dict(camp[0]) if camp else {}
     campaign["config"] = _json(campaign.pop("config_json", None), {})
     per_run = dict(conn.execute("SELECT run_id, COUNT(*) FROM cases GROUP BY run_id").fetchall())
-    runs = [_run(r, per_run.get(r["id"], 0)) for r in _rows(conn, "SELECT * FROM runs ORDER BY id")]
+    recycles = (dict(conn.execute("SELECT run_id, COUNT(*) FROM recycles GROUP BY run_id").fetchall())
+                if "recycles" in tables else {})
+    runs = [_run(r, per_run.get(r["id"], 0), recycles.get(r["id"], 0))
+            for r in _rows(conn, "SELECT * FROM runs ORDER BY id")]
     by_status = dict(conn.execute("SELECT COALESCE(status, ''), COUNT(*) FROM cases GROUP BY 1").fetchall())
     finding_rows = conn.execute("SELECT COUNT(*) FROM findings").fetchone()[0]
     times = [r[0] for r in conn.execute("SELECT time FROM findings WHERE time IS NOT NULL ORDER BY time")]
     return ReportData(out, campaign, runs, sum(by_status.values()), by_status, finding_rows, load_bugs(conn),
                       _gaps(conn) if "gaps" in tables else [], _skips(conn) if "skips" in tables else [],
                       _snapshots(conn) if "snapshots" in tables else [], _coverage(conn, tables),
-                      _opseq(conn, tables), times)
+                      _opseq(conn, tables), times, *_selection(conn, tables, runs))
 
 
-def _run(r: dict[str, Any], cases: int) -> RunRow:
+def _selection(conn: sqlite3.Connection, tables: set[str],
+               runs: list[RunRow]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The latest run's pipelines and the ones it left out with why (stores before run_pipelines: none)."""
+    if "run_pipelines" not in tables or not runs:
+        return [], []
+    rows = _rows(conn, "SELECT pipeline, runs, reason FROM run_pipelines WHERE run_id = ? ORDER BY rowid",
+                 (runs[-1].id,))
+    return [r["pipeline"] for r in rows if r["runs"]], [(r["pipeline"], r["reason"]) for r in rows if not r["runs"]]
+
+
+def _run(r: dict[str, Any], cases: int, recycles: int = 0) -> RunRow:
     return RunRow(int(r["id"]), r.get("started"), r.get("ended"), bool(r.get("resumed")), r.get("engine") or "",
                   r.get("workers"), r.get("host") or "", r.get("stop_reason"), _json(r.get("versions_json"), {}),
-                  cases)
+                  cases, recycles)
 
 
 def finding_pipelines(conn: sqlite3.Connection, where: str = "", args: tuple[Any, ...] = ()) -> dict[str, list[str]]:

@@ -35,6 +35,8 @@ def render_markdown(data: ReportData, since: SinceReport | None = None) -> str:
     out += ["", f"## Scheduling skips: {len(data.skips)}", ""]
     out += [f"- `{cell(s.pipeline)}` skips `{cell(s.op)}`: {cell(s.reason)}" for s in data.skips]
     out += ["", "## Coverage", "", f"- {fmt.coverage_line(data)}", f"- {fmt.opseq_line(data)}"]
+    out += ["", "## Pipelines and workers", "", *[f"- {cell(x)}" for x in fmt.pipelines_lines(data)],
+            f"- {fmt.recycles_line(data)}"]
     if since is not None:
         out += ["", *since_markdown(since)]
     return "\n".join(out) + "\n"

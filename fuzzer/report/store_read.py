@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-from fuzzer.store import DB_NAME, SCHEMA_VERSION, SQLITE_MAGIC
+from fuzzer.campaign.store import DB_NAME, SCHEMA_VERSION, SQLITE_MAGIC
 
 REQUIRED_TABLES = ("campaign", "runs", "cases", "signatures", "findings")
 

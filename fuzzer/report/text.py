@@ -17,6 +17,8 @@ def render_text(data: ReportData, since: SinceReport | None = None) -> str:
                      f", stop: {r.stop_reason or 'running or killed'}")
     lines.append(f"{fmt.cases_line(data)}; {data.finding_rows} findings; {len(data.bugs)} distinct bugs")
     lines.append(fmt.throughput_line(data))
+    lines.append(fmt.recycles_line(data))
+    lines.extend(fmt.pipelines_lines(data))
     lines.append("")
     lines.append(f"Distinct bugs ({len(data.bugs)})")
     for i, b in enumerate(data.bugs, 1):

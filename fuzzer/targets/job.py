@@ -1,6 +1,6 @@
 """The worker-side job handler: one case through the pipelines of one source.
 
-Requests (JSON header + .npz/model blobs, see fuzzer/worker_main.py):
+Requests (JSON header + .npz/model blobs, see fuzzer/workers/main.py):
   {"op": "case", "graph", "source", "pipelines", "reference", "repeats", "stage_timeout_s"}
       blobs: inputs, weights, and optionally "model:<converter>" (ONNX bytes from an earlier job)
       emits: "reference" (eager outputs and the float64 twin's), "artefact" (each converter's ONNX bytes),

@@ -106,13 +106,53 @@ def availability(pid: PipelineId, machine: Machine | None = None) -> Availabilit
     return Availability(pid, m.gpu, "" if m.gpu else "no GPU")
 
 
-def list_availability() -> list[Availability]:
-    return [availability(p) for p in all_pipelines()]
+def list_availability(machine: Machine | None = None) -> list[Availability]:
+    return [availability(p, machine) for p in all_pipelines()]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The pipelines a campaign runs, and every other one with the reason it is left out."""
+
+    run: list[PipelineId]
+    left_out: list[tuple[str, str]]  # (pipeline name, why)
+
+    def lines(self) -> list[str]:
+        """For the terminal: what runs, then what is left out grouped by reason."""
+        out = [f"pipelines: running {len(self.run)}: " + ", ".join(p.name for p in self.run)]
+        by_reason: dict[str, list[str]] = {}
+        for name, why in self.left_out:
+            by_reason.setdefault(why, []).append(name)
+        for why, names in by_reason.items():
+            out.append(f"pipelines: left out {len(names)} ({why}): " + ", ".join(names))
+        return out
+
+    def to_json(self) -> dict[str, object]:
+        return {"run": [p.name for p in self.run], "left_out": [list(x) for x in self.left_out]}
+
+
+def select_pipelines(names: list[str] | None = None, compile_only: bool = False,
+                     machine: Machine | None = None) -> Selection:
+    """`names` when given (raises as `resolve` does); else every available pipeline that really runs here,
+    CPU and CUDA alike, plus the compile-only ones when `compile_only` (nightly)."""
+    if names:
+        chosen = resolve(names)
+        return Selection(chosen, [(p.name, "not named in --pipelines") for p in all_pipelines() if p not in chosen])
+    run: list[PipelineId] = []
+    left: list[tuple[str, str]] = []
+    for a in list_availability(machine):
+        if not a.available:
+            left.append((a.pipeline.name, a.reason))
+        elif a.compile_only and not compile_only:
+            left.append((a.pipeline.name, f"{a.reason}; runs when named or in `parallax nightly`"))
+        else:
+            run.append(a.pipeline)
+    return Selection(run, left)
 
 
 def default_pipelines() -> list[PipelineId]:
-    """Every available pipeline: CPU always, CUDA when present (compile-only TVM CUDA included)."""
-    return [a.pipeline for a in list_availability() if a.available]
+    """What a campaign runs when no pipeline is named: every available pipeline but the compile-only ones."""
+    return select_pipelines().run
 
 
 def resolve(names: list[str]) -> list[PipelineId]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from fuzzer.worker_pool import MIB, descendants, resident_bytes
+from fuzzer.workers.pool import MIB, descendants, resident_bytes
 
 
 def campaign_rss_mb(worker_pids: list[int | None]) -> float:

@@ -1,9 +1,9 @@
 """Persistent, isolated worker processes: a crash, hang or memory blow-up of a system under test
 becomes a JobResult for the case in flight, never the death of the campaign.
 
-Each Worker is a fresh interpreter (`python -m fuzzer.worker_main HANDLER`, spawned, never forked:
+Each Worker is a fresh interpreter (`python -m fuzzer.workers.main HANDLER`, spawned, never forked:
 torch hangs after fork() once it ran a parallel op) that imports its heavy libraries once and then
-runs jobs. The parent talks to it in frames (fuzzer/frames.py) over its stdin/stdout pipes and, while
+runs jobs. The parent talks to it in frames (fuzzer/workers/frames.py) over its stdin/stdout pipes and, while
 waiting, enforces a per-stage deadline and a resident-memory limit on the worker's process tree. A
 worker that dies is classified (segfault, abort, timeout, oom), attributed to the last stage it
 announced, and respawned on the next job.
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from fuzzer.frames import FrameDecoder, FrameError, encode_frame
+from fuzzer.workers.frames import FrameDecoder, FrameError, encode_frame
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.02  # how often the memory limit and the worker's liveness are checked while waiting
 TREE_SCAN_S = 0.25  # how often the worker's descendants are re-listed (a /proc scan costs a few ms)
 EXIT_GRACE_S = 2.0  # how long a worker that closed its pipe or was asked to exit may take to go
@@ -306,7 +306,7 @@ class Worker:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         with open(self.log_path, "ab") as log:
             log.truncate(0)
-            self._proc = subprocess.Popen([sys.executable, "-m", "fuzzer.worker_main", self.handler],
+            self._proc = subprocess.Popen([sys.executable, "-m", "fuzzer.workers.main", self.handler],
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                           env=env, start_new_session=True, bufsize=0, close_fds=True)
         self._starts += 1

@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fuzzer.case_followups import bisect_tvm_passes, confirm_slowdowns, localise_mismatches
-from fuzzer.gap_book import GapBook, graph_pairs
+from fuzzer.case.followups import bisect_tvm_passes, confirm_slowdowns, localise_mismatches
+from fuzzer.case.gap_book import GapBook, graph_pairs
+from fuzzer.case.settings import RunSettings
 from fuzzer.targets.arrays import pack_dict, unpack_list
-from fuzzer.worker_pool import Event, Worker
+from fuzzer.workers.pool import Event, Worker
 from generators.ir import Graph
 from generators.values import Values
 from oracles.judge import Reference, Verdict, judge_case, reference_failure_finding
@@ -24,15 +25,6 @@ from oracles.outcome import Failure, Outcome
 from oracles.pipeline_id import PipelineId, parse_pipeline
 
 JOB_HANDLER = "fuzzer.targets.job:run_job"
-
-
-@dataclass
-class RunSettings:
-    repeats: int = 10  # timed runs per pipeline with opt levels (slowdown oracle)
-    stage_timeout_s: float = 120.0
-    localise: bool = True
-    confirm_slowdowns: bool = True
-    bisect_passes: bool = True
 
 
 @dataclass

@@ -5,7 +5,7 @@ one op kind, graphs containing that op kind are no longer run on that pipeline (
 store's `skips` table). The op is, in order of trust: the finding's first diverging op, the one op kind
 of the graphs that the error message names, or the only op kind all those graphs share.
 
-Capability gaps ("X is not supported") are handled by fuzzer.gap_book; `SharedGapBook` makes one book
+Capability gaps ("X is not supported") are handled by fuzzer.case.gap_book; `SharedGapBook` makes one book
 safe to share between the campaign's driver threads and restorable from the store.
 """
 
@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from fuzzer.gap_book import GapBook, GapEntry, OpDtype
+from fuzzer.case.gap_book import GapBook, GapEntry, OpDtype
 from generators.ir import Graph
 from oracles.judge import Gap
 from oracles.pipeline_id import PipelineId

@@ -1,8 +1,9 @@
 """The Ray engine: a campaign's cases run on Ray actors, on this machine or across a cluster, into the one store.
 
 Isolation is the local engine's: an actor never runs a system under test in its own process (a segfault would
-take the actor down). Each actor owns one fuzzer.worker_pool.Worker (a spawned subprocess) and a CaseRunner,
-exactly like a driver thread of fuzzer.engine_local, and generates its cases itself (fuzzer.campaign.make_case).
+take the actor down). Each actor owns one fuzzer.workers.pool.Worker (a spawned subprocess) and a CaseRunner,
+exactly like a driver thread of fuzzer.campaign.engine_local, and generates its cases itself
+(fuzzer.campaign.loop.make_case).
 The driver keeps one thread per actor: it claims a case index, sends it with the scheduler's current skip rules
 and the gap book's entries (both live in the driver), and turns the reply back into a CaseOutcome for the
 campaign's main thread, the only store writer. Replies are plain data (JSON text, dicts, lists, bytes, numpy
@@ -25,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import secrets
 import signal
 import socket
@@ -40,11 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from fuzzer.campaign import CaseOutcome, CaseTask, InvalidCase, WorkerHealth, make_case
-from fuzzer.case_runner import JOB_HANDLER, CaseResult, CaseRunner, RunSettings
-from fuzzer.engine_local import Abandoned, _AbandonableWorker
-from fuzzer.scheduler import Scheduler, SharedGapBook
-from fuzzer.worker_pool import REPO_ROOT, Limits, Worker
+from fuzzer.campaign.engine_parts import AbandonableWorker, Abandoned, MemoryRecycler, OutcomeQueue, RecyclePolicy
+from fuzzer.campaign.loop import CaseOutcome, CaseTask, InvalidCase, Recycle, WorkerHealth, make_case
+from fuzzer.campaign.scheduler import Scheduler, SharedGapBook
+from fuzzer.case.runner import JOB_HANDLER, CaseResult, CaseRunner, RunSettings
+from fuzzer.workers.pool import REPO_ROOT, Limits, Worker
 from generators.ir import Graph
 from generators.values import Values
 from oracles.judge import Finding, Gap, Verdict
@@ -66,16 +66,17 @@ class CaseActor:
     that `abandon` and `info` answer while a case runs."""
 
     def __init__(self, name: str, pipelines: list[str], settings: dict[str, Any], limits: dict[str, Any],
-                 log_dir: str, env: dict[str, str], handler: str) -> None:
+                 log_dir: str, env: dict[str, str], handler: str, recycle: dict[str, Any] | None = None) -> None:
         from oracles.pipeline_id import parse_pipeline
 
         self.name = name
         self.worker = Worker(handler, Limits(**limits), Path(log_dir), env, name=name)
         self.abandoned = threading.Event()
-        self.wrapped = _AbandonableWorker(self.worker, self.abandoned)
+        self.wrapped = AbandonableWorker(self.worker, self.abandoned)
         self.scheduler = Scheduler([parse_pipeline(p) for p in pipelines], min_graphs=1 << 30)  # rules: the driver's
         self.gaps = SharedGapBook()
         self.runner = CaseRunner(self.wrapped, RunSettings(**settings), gaps=self.gaps)  # type: ignore[arg-type]
+        self.memory = MemoryRecycler(RecyclePolicy(**(recycle or {})))
 
     def start(self) -> dict[str, Any]:
         """Start the worker (its heavy imports); the actor's identity for the driver."""
@@ -111,7 +112,12 @@ class CaseActor:
                                error=f"{type(e).__name__}: {e}"[:2000])
         if self.abandoned.is_set():
             return self._reply("abandoned", t0)
-        return self._reply("judged", t0, graph, values, result, skipped)
+        reply = self._reply("judged", t0, graph, values, result, skipped)
+        recycled = self.memory.after_case(self.worker)  # between cases, as a local driver does
+        if recycled is not None:
+            reply["recycle"] = asdict(recycled)
+            reply["info"] = self.info()
+        return reply
 
     def _reply(self, status: str, t0: float, graph: Graph | None = None, values: Values | None = None,
                result: CaseResult | None = None, skipped: dict[str, str] | None = None,
@@ -156,8 +162,9 @@ def outcome_from_reply(task: CaseTask, reply: dict[str, Any], worker: str, resta
         result = CaseResult({}, outcomes, dict(r["artefacts"]), verdict, r["seconds"], r["worker_seconds"],
                             r["sut_seconds"], list(r["notes"]))
         ran = [n for n, o in outcomes.items() if not o.skipped]
+    recycle = Recycle(**reply["recycle"]) if reply.get("recycle") else None
     return CaseOutcome(task, reply["status"], float(reply["seconds"]), graph, values, result, ran,
-                       dict(reply.get("skipped") or {}), reply.get("error", ""), worker, restarts)
+                       dict(reply.get("skipped") or {}), reply.get("error", ""), worker, restarts, recycle)
 
 
 # ----- the driver side -------------------------------------------------------------------------------------
@@ -174,14 +181,14 @@ class _Slot:
 
 
 class RayEngine:
-    """The Engine protocol of fuzzer.campaign on Ray actors (see the module docstring)."""
+    """The Engine protocol of fuzzer.campaign.loop on Ray actors (see the module docstring)."""
 
     name = "ray"
 
     def __init__(self, actors: int, scheduler: Scheduler, gaps: SharedGapBook, settings: RunSettings,
                  limits: Limits, log_dir: Path, env: dict[str, str] | None = None, handler: str = JOB_HANDLER,
                  address: str | None = None, ray_dir: Path | None = None, gpus_per_actor: float | None = None,
-                 start_timeout_s: float = ACTOR_START_TIMEOUT_S) -> None:
+                 start_timeout_s: float = ACTOR_START_TIMEOUT_S, recycle: RecyclePolicy | None = None) -> None:
         if actors < 1:
             raise ValueError(f"the Ray engine needs at least one actor, not {actors}")
         self.scheduler = scheduler
@@ -195,9 +202,10 @@ class RayEngine:
         self.ray_dir = Path(ray_dir).resolve() if ray_dir is not None else self.log_dir.parent / "ray"
         self.gpus = gpus_per_actor  # None: decided from the pipelines and the cluster's GPUs
         self.start_timeout_s = start_timeout_s
+        self.recycle = recycle or RecyclePolicy()
         self.boot_error = ""
         self._slots = [_Slot(f"ray{i}", WorkerHealth(f"ray{i}")) for i in range(actors)]
-        self._queue: queue.Queue[CaseOutcome] = queue.Queue()
+        self._queue = OutcomeQueue()
         self._stopping = threading.Event()
         self._abandoned = threading.Event()
         self._started = False
@@ -229,14 +237,7 @@ class RayEngine:
         self._started = True
 
     def results(self, timeout_s: float) -> list[CaseOutcome]:
-        out: list[CaseOutcome] = []
-        try:
-            out.append(self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait())
-            while True:
-                out.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        return out
+        return self._queue.results(timeout_s)
 
     def finished(self) -> bool:
         return self._started and not any(t.is_alive() for t in self._threads)
@@ -394,7 +395,7 @@ class RayEngine:
                 return False
             actor = self._actor_cls.remote(s.name, [p.name for p in self.scheduler.pipelines],
                                            asdict(self.settings), asdict(self.limits), str(self.log_dir), self.env,
-                                           self.handler)
+                                           self.handler, asdict(self.recycle))
             s.actor = actor
             try:
                 info = ray.get(actor.start.remote(), timeout=self.start_timeout_s)
@@ -503,24 +504,3 @@ class RayEngine:
         return CaseOutcome(task, "harness_error", time.perf_counter() - t0,
                            error=f"ray actor {s.name} died with the case in flight: {why}", worker=s.name,
                            restarts=s.base_restarts)
-
-
-# ----- choosing an engine (shared by `parallax fuzz` and `parallax nightly`) ------------------------------
-ENGINES = ("local", "ray")
-
-
-def make_engine(kind: str, workers: int, scheduler: Scheduler, gaps: SharedGapBook, settings: RunSettings,
-                limits: Limits, work: Path, env: dict[str, str] | None = None, address: str | None = None,
-                handler: str = JOB_HANDLER) -> Any:
-    """The engine a command asked for: local worker processes, or Ray actors (joining `address` when given,
-    else a private Ray instance whose files live in work/ray)."""
-    if kind == "local":
-        if address:
-            raise ValueError("--address needs --engine ray")
-        from fuzzer.engine_local import LocalEngine
-
-        return LocalEngine(workers, scheduler, gaps, settings, limits, work / "logs", env, handler)
-    if kind == "ray":
-        return RayEngine(workers, scheduler, gaps, settings, limits, work / "logs", env, handler, address,
-                         work / "ray")
-    raise ValueError(f"unknown engine {kind!r} (choose from {', '.join(ENGINES)})")

@@ -8,79 +8,21 @@ kills the workers' process groups; a driver whose case was abandoned queues noth
 
 from __future__ import annotations
 
-import contextlib
-import os
-import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fuzzer.campaign import CaseOutcome, CaseTask, InvalidCase, WorkerHealth, make_case
-from fuzzer.case_runner import JOB_HANDLER, CaseRunner, RunSettings
-from fuzzer.gap_book import GapBook
-from fuzzer.scheduler import Scheduler
-from fuzzer.worker_pool import Event, JobResult, Limits, Worker, WorkerStartupError
+from fuzzer.campaign.engine_parts import AbandonableWorker, Abandoned, MemoryRecycler, OutcomeQueue, RecyclePolicy
+from fuzzer.campaign.loop import CaseOutcome, CaseTask, InvalidCase, WorkerHealth, make_case
+from fuzzer.campaign.scheduler import Scheduler
+from fuzzer.case.gap_book import GapBook
+from fuzzer.case.runner import JOB_HANDLER, CaseRunner, RunSettings
+from fuzzer.workers.pool import Limits, Worker, WorkerStartupError
 from generators.ir import Graph
 from generators.values import Values
 
 MAX_STARTUP_FAILURES = 3  # consecutive: the environment is broken, this driver gives up
-
-
-class Abandoned(Exception):
-    """The engine was told to drop the case in flight."""
-
-
-class _AbandonableWorker:
-    """A Worker whose job can be abandoned from another thread: the flag is checked around every job, and
-    `kill` takes the worker's process group down so a long stage returns at once."""
-
-    def __init__(self, worker: Worker, abandoned: threading.Event) -> None:
-        self.worker = worker
-        self.abandoned = abandoned
-
-    def run(self, request: dict, blobs: dict[str, bytes] | None = None,
-            on_event: Callable[[Event], None] | None = None) -> JobResult:
-        if self.abandoned.is_set():
-            raise Abandoned()
-        result = self.worker.run(request, blobs, on_event)
-        if self.abandoned.is_set():
-            raise Abandoned()
-        return result
-
-    def kill(self) -> None:
-        pid = self.worker.pid
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-
-
-class MemoryRecycler:
-    """Recycles a worker whose resident memory has grown by a quarter over what it used once warm (its
-    BASELINE_CASES-th case after a start): keeps a days-long campaign's memory flat."""
-
-    BASELINE_CASES = 5
-    GROWTH = 1.25
-
-    def __init__(self) -> None:
-        self.cases = 0
-        self.baseline_mb = 0.0
-        self.starts = -1
-
-    def after_case(self, worker: Worker) -> bool:
-        if worker.restarts + worker.recycles != self.starts:  # a new process: measure it afresh
-            self.starts = worker.restarts + worker.recycles
-            self.cases = 0
-            self.baseline_mb = 0.0
-        self.cases += 1
-        rss = worker.resident_mb()
-        if self.cases == self.BASELINE_CASES:
-            self.baseline_mb = rss
-        if self.baseline_mb and rss > self.GROWTH * self.baseline_mb:
-            worker.recycle()
-            return True
-        return False
 
 
 class LocalEngine:
@@ -88,7 +30,8 @@ class LocalEngine:
 
     def __init__(self, workers: int, scheduler: Scheduler, gaps: GapBook, settings: RunSettings, limits: Limits,
                  log_dir: Path, env: dict[str, str] | None = None, handler: str = JOB_HANDLER,
-                 make: Callable[[CaseTask], tuple[Graph, Values]] = make_case) -> None:
+                 make: Callable[[CaseTask], tuple[Graph, Values]] = make_case,
+                 recycle: RecyclePolicy | None = None) -> None:
         if workers < 1:
             raise ValueError(f"the local engine needs at least one worker, not {workers}")
         self.scheduler = scheduler
@@ -97,8 +40,9 @@ class LocalEngine:
         self.make = make
         self._abandoned = threading.Event()
         self._stopping = threading.Event()
-        self._queue: queue.Queue[CaseOutcome] = queue.Queue()
-        self._workers = [_AbandonableWorker(Worker(handler, limits, log_dir, env, name=f"w{i}"), self._abandoned)
+        self.recycle = recycle or RecyclePolicy()
+        self._queue = OutcomeQueue()
+        self._workers = [AbandonableWorker(Worker(handler, limits, log_dir, env, name=f"w{i}"), self._abandoned)
                          for i in range(workers)]
         self._health = [WorkerHealth(w.worker.name) for w in self._workers]
         self._threads: list[threading.Thread] = []
@@ -112,14 +56,7 @@ class LocalEngine:
             t.start()
 
     def results(self, timeout_s: float) -> list[CaseOutcome]:
-        out: list[CaseOutcome] = []
-        try:
-            out.append(self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait())
-            while True:
-                out.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        return out
+        return self._queue.results(timeout_s)
 
     def finished(self) -> bool:
         return bool(self._threads) and not any(t.is_alive() for t in self._threads)
@@ -154,9 +91,9 @@ class LocalEngine:
             w.worker.close()
 
     # ----- one driver thread ---------------------------------------------------------------------------
-    def _drive(self, w: _AbandonableWorker, health: WorkerHealth, claim: Callable[[], CaseTask | None]) -> None:
+    def _drive(self, w: AbandonableWorker, health: WorkerHealth, claim: Callable[[], CaseTask | None]) -> None:
         runner = CaseRunner(w, self.settings, gaps=self.gaps)  # type: ignore[arg-type]  # duck-typed Worker
-        memory = MemoryRecycler()
+        memory = MemoryRecycler(self.recycle)
         while not self._stopping.is_set():
             if not self._ensure_started(w, health):
                 health.state = "failed"  # before claiming: no case index is used up by a worker that cannot start
@@ -171,12 +108,12 @@ class LocalEngine:
             health.cases += 1
             health.state = "idle"
             health.case = None
+            outcome.recycle = memory.after_case(w.worker)
             self._queue.put(outcome)
-            memory.after_case(w.worker)
         health.state = "stopped"
         health.case = None
 
-    def _ensure_started(self, w: _AbandonableWorker, health: WorkerHealth) -> bool:
+    def _ensure_started(self, w: AbandonableWorker, health: WorkerHealth) -> bool:
         """Start the worker if it is not running; False after MAX_STARTUP_FAILURES failed tries in a row."""
         for _ in range(MAX_STARTUP_FAILURES):
             if self._stopping.is_set():
@@ -193,7 +130,7 @@ class LocalEngine:
                 return False
         return False
 
-    def _run_one(self, runner: CaseRunner, w: _AbandonableWorker, health: WorkerHealth,
+    def _run_one(self, runner: CaseRunner, w: AbandonableWorker, health: WorkerHealth,
                  task: CaseTask) -> CaseOutcome | None:
         t0 = time.perf_counter()
         name = w.worker.name

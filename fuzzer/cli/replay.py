@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fuzzer.arg_types import positive_float
-from fuzzer.errors import UsageError
+from fuzzer.cli.arg_types import positive_float
+from fuzzer.cli.errors import UsageError
 
 
 def add_parser(sub: Any) -> None:
@@ -37,6 +37,8 @@ def run_replay(args: argparse.Namespace) -> int:
         entries = load_entries(folder)
     except EntryError as e:
         raise UsageError(str(e)) from None
+    if not entries:
+        raise UsageError(f"{folder}: holds no corpus entry (an entry is a folder with finding.json and repro.py)")
     results = replay(entries, args.timeout, Path(args.work_dir), check_signature=not args.no_signature_check)
     ok = all(r.status == "reproduces" for r in results)
     counts = Counter(r.status for r in results)

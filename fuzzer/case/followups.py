@@ -6,10 +6,12 @@ saying what it did (or why it could not), so reports never hide a step that was 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from fuzzer.noise_check import explain_as_noise
+from fuzzer.case.noise_check import explain_as_noise
+from fuzzer.case.settings import RunSettings
 from fuzzer.targets.arrays import pack_dict, pack_list
+from fuzzer.workers.pool import Event
 from generators.ir import Graph
 from generators.values import Values
 from generators.variants import expose_intermediates, producer_ops
@@ -22,11 +24,19 @@ from oracles.signature import mismatch_signature
 from oracles.slowdown import judge_slowdown
 from oracles.taxonomy import location_for
 
-if TYPE_CHECKING:
-    from fuzzer.case_runner import CaseRunner
+
+class CaseJobs(Protocol):
+    """What a follow-up needs from the case runner: its settings and a way to run more jobs on its worker."""
+
+    settings: RunSettings
+
+    def submit(self, request: dict[str, Any], blobs: dict[str, bytes]) -> tuple[list[Event], Any]: ...
+
+    def run_source(self, graph: Graph, values: Values, source: str, pipelines: list[str],
+                   reference: bool = True) -> tuple[Reference | None, dict[str, Outcome], dict[str, bytes]]: ...
 
 
-def localise_mismatches(runner: CaseRunner, graph: Graph, values: Values, verdict: Verdict) -> list[str]:
+def localise_mismatches(runner: CaseJobs, graph: Graph, values: Values, verdict: Verdict) -> list[str]:
     """Re-run the pipeline on the probe graph (every intermediate an output): the first op whose output
     diverges from the reference's names the mismatch in its signature."""
     notes = []
@@ -79,7 +89,7 @@ def _first_bad_output_op(graph: Graph, f: Finding) -> str:
     return ops[0] if ops else "?"
 
 
-def confirm_slowdowns(runner: CaseRunner, graph: Graph, values: Values, outcomes: dict[str, Outcome],
+def confirm_slowdowns(runner: CaseJobs, graph: Graph, values: Values, outcomes: dict[str, Outcome],
                       verdict: Verdict) -> list[str]:
     """A higher opt level > 2x slower than the lowest level of the same backend and device, in the first
     measurement, gets a second independent one (fresh builds, interleaved runs) and a U test."""
@@ -120,7 +130,7 @@ def confirm_slowdowns(runner: CaseRunner, graph: Graph, values: Values, outcomes
     return notes
 
 
-def bisect_tvm_passes(runner: CaseRunner, graph: Graph, values: Values, refs: dict[str, Reference],
+def bisect_tvm_passes(runner: CaseJobs, graph: Graph, values: Values, refs: dict[str, Reference],
                       artefacts: dict[str, bytes], verdict: Verdict) -> list[str]:
     """A finding blamed on a TVM opt level gets the pass at fault named (re-builds with passes disabled)."""
     notes = []

@@ -1,4 +1,4 @@
-"""`parallax run CASE_DIR` and `parallax targets`: one case through the pipelines, and what is available.
+"""`parallax run CASE_DIR`: one case through the pipelines, judged, as a table or JSON.
 
 `run` exits 0 when no pipeline shows a bug, 1 when there are findings, 2 on bad input.
 """
@@ -13,31 +13,31 @@ from typing import Any
 
 import numpy as np
 
-from fuzzer.case_io import CaseError, read_case
-from fuzzer.errors import UsageError
-from fuzzer.targets.registry import default_pipelines, list_availability, resolve
-from fuzzer.workdir import prepare, worker_env
+from fuzzer.cli.arg_types import comma_names, positive_float, positive_int
+from fuzzer.cli.errors import UsageError
+from fuzzer.targets.registry import default_pipelines, resolve
+from fuzzer.workers.workdir import prepare, worker_env
 from oracles.outcome import Outcome
 from oracles.pipeline_id import PipelineError
 
 
-def run_targets(args: argparse.Namespace) -> int:
-    rows = list_availability()
-    if args.json:
-        print(json.dumps([a.to_json() for a in rows], indent=1))
-        return 0
-    width = max(len(a.pipeline.name) for a in rows)
-    for a in rows:
-        state = "compile-only" if a.compile_only else ("available" if a.available else "unavailable")
-        print(f"{a.pipeline.name:<{width}}  {state:<12}  {a.reason if not a.available or a.compile_only else ''}")
-    n = sum(a.available for a in rows)
-    print(f"{n} of {len(rows)} pipelines available")
-    return 0
+def add_parser(sub: Any) -> None:
+    r = sub.add_parser("run", help="run one case through the pipelines and judge it (exit 1 when it finds bugs)")
+    r.add_argument("case_dir", help="a case folder from `parallax gen --out`")
+    r.add_argument("--pipelines", type=comma_names, help="comma-separated pipelines (default: every available one; "
+                   "see `parallax targets`)")
+    r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    r.add_argument("--repeats", type=positive_int, default=10, help="timed runs per optimisation level")
+    r.add_argument("--stage-timeout", type=positive_float, default=120.0, help="seconds allowed per stage")
+    r.add_argument("--memory-mb", type=positive_int, default=8192, help="worker memory limit (resident MiB)")
+    r.add_argument("--work-dir", default=".work", help="worker logs and library caches")
+    r.set_defaults(run=run_case_command)
 
 
 def run_case_command(args: argparse.Namespace) -> int:
-    from fuzzer.case_runner import CaseRunner, RunSettings
-    from fuzzer.worker_pool import Limits, Worker
+    from fuzzer.case.files import CaseError, read_case
+    from fuzzer.case.runner import CaseRunner, RunSettings
+    from fuzzer.workers.pool import Limits, Worker
 
     folder = Path(args.case_dir)
     if not folder.is_dir():

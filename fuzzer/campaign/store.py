@@ -60,6 +60,13 @@ CREATE TABLE skips     (pipeline TEXT, op TEXT, signature TEXT, reason TEXT, sin
 CREATE INDEX findings_by_signature ON findings(signature);
 CREATE INDEX findings_by_case ON findings(case_idx);
 """
+# Tables added after schema version 1 shipped: created on open too, so an older store gains them (additive only).
+ADDED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run_pipelines(run_id INTEGER, pipeline TEXT, runs INTEGER, reason TEXT,
+                                          PRIMARY KEY (run_id, pipeline));
+CREATE TABLE IF NOT EXISTS recycles (time REAL, run_id INTEGER, worker TEXT, case_idx INTEGER, rss_mb REAL,
+                                     baseline_mb REAL)
+"""
 
 
 class StoreError(Exception):
@@ -234,7 +241,7 @@ class Store:
             db.unlink(missing_ok=True)  # none was there (checked above, under no lock): a racing creator lost
             con = _connect(db)
             with _transaction(con):
-                for stmt in SCHEMA.split(";"):
+                for stmt in (SCHEMA + ";" + ADDED_SCHEMA).split(";"):
                     if stmt.strip():
                         con.execute(stmt)
                 con.execute("INSERT INTO campaign VALUES (1, ?, ?, ?, ?, 0)", (time.time(), seed, nodes, _json(config)))
@@ -254,6 +261,15 @@ class Store:
         try:
             con = _connect(out / DB_NAME)
         except BaseException:
+            os.close(lock_fd)
+            raise
+        try:
+            with _transaction(con):
+                for stmt in ADDED_SCHEMA.split(";"):
+                    if stmt.strip():
+                        con.execute(stmt)
+        except BaseException:
+            con.close()
             os.close(lock_fd)
             raise
         store = cls(out, con, lock_fd, examples)
@@ -358,6 +374,19 @@ class Store:
                                    (time.time(), int(resumed), engine, workers, _json(versions), host))
         return int(cur.lastrowid)
 
+    def record_selection(self, run_id: int, run: list[str], left_out: list[tuple[str, str]]) -> None:
+        """Which pipelines this run runs, and each one it leaves out with the reason (for the report)."""
+        with _transaction(self.con):
+            self.con.executemany("INSERT OR REPLACE INTO run_pipelines VALUES (?, ?, 1, '')",
+                                 [(run_id, name) for name in run])
+            self.con.executemany("INSERT OR REPLACE INTO run_pipelines VALUES (?, ?, 0, ?)",
+                                 [(run_id, name, why) for name, why in left_out])
+
+    def record_recycle(self, run_id: int, worker: str, case_idx: int, rss_mb: float, baseline_mb: float) -> None:
+        with _transaction(self.con):
+            self.con.execute("INSERT INTO recycles VALUES (?, ?, ?, ?, ?, ?)",
+                             (time.time(), run_id, worker, case_idx, rss_mb, baseline_mb))
+
     def end_run(self, run_id: int, reason: str) -> None:
         with _transaction(self.con):
             self.con.execute("UPDATE runs SET ended = ?, stop_reason = ? WHERE id = ?", (time.time(), reason, run_id))
@@ -418,7 +447,7 @@ class Store:
         return stored
 
     def _write_example(self, rec: CaseRecord, fr: FindingRecord) -> str:
-        from fuzzer.case_io import atomic_write, write_case
+        from fuzzer.case.files import atomic_write, write_case
 
         sig = fr.finding["signature"]
         root = self.out / FINDINGS_DIR

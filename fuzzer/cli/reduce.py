@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fuzzer.arg_types import comma_names, positive_float, positive_int
-from fuzzer.errors import UsageError
+from fuzzer.cli.arg_types import comma_names, positive_float, positive_int
+from fuzzer.cli.errors import UsageError
 
 EXIT_DOES_NOT_REPRODUCE = 1
 
@@ -101,11 +101,11 @@ def _dump(obj: Any) -> bytes:
 
 
 def run_reduce(args: argparse.Namespace) -> int:
-    from fuzzer.case_io import CaseError, read_case
+    from fuzzer.case.files import CaseError, read_case
     from fuzzer.reduce import DoesNotReproduce, find_target, reduce_case
     from fuzzer.targets.registry import default_pipelines, resolve
-    from fuzzer.workdir import prepare, worker_env
-    from fuzzer.worker_pool import Limits, Worker
+    from fuzzer.workers.pool import Limits, Worker
+    from fuzzer.workers.workdir import prepare, worker_env
     from oracles.pipeline_id import PipelineError
 
     case = Path(args.case_dir)
@@ -188,7 +188,7 @@ def _reduce_recorded(graph: Any, values: Any, recorded: dict[str, Any], chosen: 
 
 def write_reduced(out: Path, reduced_from: str, original: Any, result: Any, stats: dict[str, Any]) -> None:
     """The reduced case folder: graph.json, inputs.npz, weights.npz, case.json, finding.json, reduce.json."""
-    from fuzzer.case_io import atomic_write, write_case
+    from fuzzer.case.files import atomic_write, write_case
 
     meta = {"reduced_from": reduced_from, "hash": original.content_hash(), "reduced_hash": result.graph.content_hash(),
             "nodes": len(result.graph.nodes), "signature": result.finding.signature}

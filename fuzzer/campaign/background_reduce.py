@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fuzzer.store import Store, sig12
-from fuzzer.worker_pool import Limits, Worker
+from fuzzer.campaign.store import Store, sig12
+from fuzzer.workers.pool import Limits, Worker
 
 REDUCED_DIR = "reduced"
 LOOK_EVERY_S = 2.0  # how often an idle reducer asks the store for queued signatures
@@ -131,9 +131,9 @@ class BackgroundReducer:
             self._done.put(d)
 
     def _reduce(self, job: ReduceJob) -> tuple[str, str]:
-        from fuzzer.case_io import read_case
+        from fuzzer.case.files import read_case
+        from fuzzer.cli.reduce import finding_from_json, read_finding, write_corpus_entry, write_reduced
         from fuzzer.reduce import ReductionTarget, control_pipelines, reduce_case
-        from fuzzer.reduce_command import finding_from_json, read_finding, write_corpus_entry, write_reduced
 
         graph, values = read_case(job.example)
         recorded = read_finding(job.example)

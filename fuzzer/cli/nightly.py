@@ -29,9 +29,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from fuzzer.arg_types import comma_names, positive_float, positive_int
-from fuzzer.errors import UsageError
-from fuzzer.fuzz_command import default_workers, parse_duration
+from fuzzer.cli.arg_types import comma_names, parse_duration, positive_float, positive_int
+from fuzzer.cli.campaign_setup import campaign_failed, run_campaign, select
+from fuzzer.cli.errors import UsageError
 
 DEFAULT_OUT = "crashes/nightly"  # crashes/ is ignored by git
 EXIT_NEW_BUGS = 1
@@ -51,7 +51,8 @@ def add_parser(sub: Any) -> None:
                    help="local worker processes, or Ray actors (default local)")
     n.add_argument("--address", help="with --engine ray: the Ray cluster to join, HOST:PORT "
                                      "(default: a private Ray instance on this machine)")
-    n.add_argument("--pipelines", type=comma_names, help="comma-separated pipelines (default: every available one)")
+    n.add_argument("--pipelines", type=comma_names,
+                   help="comma-separated pipelines (default: every available one, compile-only included)")
     n.add_argument("--seed", type=int, help="first night only: the campaign seed (default: random)")
     n.add_argument("--nodes", type=positive_int, help="first night only: node-count target per graph (default 10)")
     n.add_argument("--max-cases", type=positive_int, help="stop after this many cases tonight")
@@ -70,9 +71,9 @@ def add_parser(sub: Any) -> None:
 # ----- checks before anything runs ------------------------------------------------------------------------
 def _baseline(out: Path, exists: bool, previous: str | None) -> str | int | None:
     """The run id or folder to compare tonight with, validated read-only; None on a first night."""
+    from fuzzer.campaign.store import check_out_folder
     from fuzzer.report.since import is_run_id
     from fuzzer.report.store_read import StoreError, open_store
-    from fuzzer.store import check_out_folder
 
     if previous is not None and not is_run_id(previous):
         other = Path(previous)
@@ -106,21 +107,8 @@ def _baseline(out: Path, exists: bool, previous: str | None) -> str | int | None
     return int(previous)
 
 
-def _pipelines(names: tuple[str, ...] | None) -> list[Any]:
-    from fuzzer.targets.registry import default_pipelines, resolve
-    from oracles.pipeline_id import PipelineError
-
-    try:
-        pipelines = resolve(list(names)) if names else default_pipelines()
-    except (PipelineError, ValueError) as e:
-        raise UsageError(str(e)) from None
-    if not pipelines:
-        raise UsageError("no pipeline is available on this machine (see `parallax targets`)")
-    return pipelines
-
-
 def _open(args: argparse.Namespace, exists: bool, pipelines: list[Any]) -> tuple[Any, list[str]]:
-    from fuzzer.store import Store, StoreError
+    from fuzzer.campaign.store import Store, StoreError
 
     out = Path(args.out)
     notes = []
@@ -153,7 +141,7 @@ def _html_target(args: argparse.Namespace) -> Path:
 
 # ----- the night --------------------------------------------------------------------------------------------
 def run_nightly(args: argparse.Namespace) -> int:
-    from fuzzer.store import StoreError, check_out_folder
+    from fuzzer.campaign.store import StoreError, check_out_folder
 
     if args.address and args.engine != "ray":
         raise UsageError("--address needs --engine ray")
@@ -164,7 +152,8 @@ def run_nightly(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     baseline = _baseline(out, exists, args.previous)
     html = _html_target(args)
-    pipelines = _pipelines(args.pipelines)
+    selection = select(args.pipelines, compile_only=True)  # the nightly box runs every device, compile-only too
+    pipelines = selection.run
     devices: dict[str, Any] = {}
     probe = threading.Thread(target=_probe_devices, args=(devices,), name="device-probe", daemon=True)
     probe.start()  # a few seconds of imports in a child process, while the campaign runs
@@ -172,7 +161,7 @@ def run_nightly(args: argparse.Namespace) -> int:
     try:
         for n in notes:
             print(f"parallax: note: {n}", file=sys.stderr)
-        summary = _campaign(args, store, pipelines, exists)
+        summary = run_campaign(args, store, selection, exists, sys.stderr if args.json else sys.stdout)
     except Exception:  # noqa: BLE001 - not exit 1 ("new bugs"): cron must see that the night itself failed
         traceback.print_exc()
         print("parallax: nightly: the campaign failed (see the traceback above)", file=sys.stderr)
@@ -192,52 +181,9 @@ def _probe_devices(into: dict[str, Any]) -> None:
         into["error"] = f"{type(e).__name__}: {e}"
 
 
-def _campaign(args: argparse.Namespace, store: Any, pipelines: list[Any], resumed: bool) -> Any:
-    from fuzzer.background_reduce import make_reducer
-    from fuzzer.campaign import Campaign, CampaignSettings
-    from fuzzer.case_runner import RunSettings
-    from fuzzer.engine_ray import make_engine
-    from fuzzer.fuzz_command import _install_stop_handlers
-    from fuzzer.progress import make_display, summary_lines
-    from fuzzer.scheduler import Scheduler, SharedGapBook
-    from fuzzer.store import EVENTS_NAME, EventLog
-    from fuzzer.workdir import prepare, worker_env
-    from fuzzer.worker_pool import Limits
-
-    workers = args.workers or default_workers()
-    scheduler = Scheduler(pipelines)
-    scheduler.load(store.skip_rows())
-    gaps = SharedGapBook()
-    gaps.load(store.gap_rows())
-    work = prepare(Path(args.work_dir))
-    limits = Limits(stage_timeout_s=args.stage_timeout, memory_mb=args.memory_mb)
-    engine = make_engine(args.engine, workers, scheduler, gaps,
-                         RunSettings(repeats=args.repeats, stage_timeout_s=args.stage_timeout, localise=True,
-                                     confirm_slowdowns=True, bisect_passes=True),
-                         limits, work, worker_env(work), args.address)
-    reducer = make_reducer(args.reduce_budget, store.out, pipelines, limits, work, worker_env(work))
-    events = EventLog(store.out / EVENTS_NAME)
-    display = make_display(args.quiet, sys.stderr if args.json else sys.stdout)
-    campaign = Campaign(store, engine, scheduler, gaps, events,
-                        CampaignSettings(args.time, args.max_cases, workers, resumed), display, reducer=reducer)
-    previous = _install_stop_handlers(campaign)
-    try:
-        with display:
-            summary = campaign.run()
-    finally:
-        import signal
-
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        events.close()
-    for line in summary_lines(summary):
-        print(line, file=sys.stderr if args.json else sys.stdout)
-    return summary
-
-
 def _judge_night(args: argparse.Namespace, out: Path, baseline: str | int | None, summary: Any, html: Path,
                  devices: Any) -> int:
-    from fuzzer.case_io import atomic_write
+    from fuzzer.case.files import atomic_write
     from fuzzer.report.html import render_html
     from fuzzer.report.load import load_report
     from fuzzer.report.since import SinceEntry, compare_runs
@@ -253,7 +199,7 @@ def _judge_night(args: argparse.Namespace, out: Path, baseline: str | int | None
     else:  # the first night: every bug the store holds was found tonight
         new, vanished, still = [SinceEntry(b, 0, b.count, True) for b in data.bugs], [], []
     atomic_write(html, render_html(data, since).encode())
-    failed = summary.reason.startswith("error") or summary.reason == "workers_failed"
+    failed = campaign_failed(summary)
     status = EXIT_CAMPAIGN_FAILED if failed else EXIT_NEW_BUGS if new else 0
     result = {"run_id": summary.run_id, "stop_reason": summary.reason, "cases": summary.stats.cases,
               "baseline": since.baseline if since else None, "new": [e.to_json() for e in new],

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fuzzer.errors import UsageError
+from fuzzer.cli.errors import UsageError
 
 DEFAULT_HTML = "report.html"
 
@@ -52,7 +52,7 @@ def _one_line(e: Exception) -> str:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Temp file + rename: a reader of the old report never sees half a new one. (fuzzer.case_io has the same
+    """Temp file + rename: a reader of the old report never sees half a new one. (fuzzer.case.files has the same
     helper, but importing it pulls in torch, seconds a report need not wait.)"""
     tmp = None
     try:

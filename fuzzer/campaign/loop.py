@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from fuzzer.background_reduce import BackgroundReducer
-from fuzzer.memory import campaign_rss_mb
-from fuzzer.scheduler import Scheduler, SharedGapBook, SkipRule
-from fuzzer.store import CaseRecord, EventLog, FindingRecord, GapRecord, Store, StoredFinding
+from fuzzer.campaign.background_reduce import BackgroundReducer
+from fuzzer.campaign.memory import campaign_rss_mb
+from fuzzer.campaign.scheduler import Scheduler, SharedGapBook, SkipRule
+from fuzzer.campaign.store import CaseRecord, EventLog, FindingRecord, GapRecord, Store, StoredFinding
 from fuzzer.versions import stack_versions
 from generators.ir import Graph
 from generators.values import Values
@@ -42,7 +42,7 @@ class CaseTask:
 
 @dataclass
 class CaseOutcome:
-    """A finished case as an engine hands it back (result is a fuzzer.case_runner.CaseResult when judged)."""
+    """A finished case as an engine hands it back (result is a fuzzer.case.runner.CaseResult when judged)."""
 
     task: CaseTask
     status: str  # judged | invalid | harness_error
@@ -55,6 +55,15 @@ class CaseOutcome:
     error: str = ""
     worker: str = ""
     restarts: int = 0  # that worker's restarts so far
+    recycle: Recycle | None = None  # the worker was recycled for memory after this case
+
+
+@dataclass(frozen=True)
+class Recycle:
+    """A worker restarted between cases because its resident memory outgrew its warm baseline."""
+
+    rss_mb: float
+    baseline_mb: float
 
 
 @dataclass
@@ -126,6 +135,7 @@ class CampaignSettings:
     max_cases: int | None = None  # cases finished in this run
     workers: int = 1
     resumed: bool = False
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # pipelines not run, each with why
 
 
 @dataclass
@@ -147,6 +157,7 @@ class LiveStats:
     gaps: int = 0
     skips: list[SkipRule] = field(default_factory=list)
     rss_mb: float = 0.0
+    recycles: int = 0  # workers recycled for memory in this run
     stopping: str = ""
 
     def elapsed(self) -> float:
@@ -221,9 +232,11 @@ class Campaign:
         self.stats.total_bugs = self.store.totals()["bugs"]
         self.stats.gaps = len(self.store.gap_rows())
         self.stats.skips = self.scheduler.rules
+        pipelines = [p.name for p in self.scheduler.pipelines]
+        self.store.record_selection(run_id, pipelines, s.left_out)
         self.events.emit("run_start", run_id=run_id, resumed=s.resumed, engine=self.engine.name, workers=s.workers,
                          seed=self.seed, nodes=self.nodes, next_case=self.store.next_case,
-                         pipelines=[p.name for p in self.scheduler.pipelines], versions=self.versions,
+                         pipelines=pipelines, left_out=[list(x) for x in s.left_out], versions=self.versions,
                          time_s=s.time_s, max_cases=s.max_cases)
         reason = "error"
         next_snapshot = time.monotonic()
@@ -274,7 +287,8 @@ class Campaign:
             self.stats.workers = self.engine.health()
             self.store.end_run(run_id, reason)
             self.events.emit("run_end", run_id=run_id, reason=reason, cases=self.stats.cases,
-                             seconds=round(self.stats.elapsed(), 3), skips=[r.__dict__ for r in self.stats.skips])
+                             recycles=self.stats.recycles, seconds=round(self.stats.elapsed(), 3),
+                             skips=[r.__dict__ for r in self.stats.skips])
         return RunSummary(run_id, reason, self.stats, self.stats.elapsed())
 
     def _reduced(self, done: list[Any]) -> None:
@@ -343,6 +357,11 @@ class Campaign:
                           if oc.failure is not None and oc.failure.kind in ("segfault", "abort", "timeout", "oom")})
         if crashes:
             self.events.emit("worker", worker=o.worker, kind="crash", crashes=crashes, case=o.task.idx)
+        if o.recycle is not None:
+            self.stats.recycles += 1
+            self.store.record_recycle(self.run_id, o.worker, o.task.idx, o.recycle.rss_mb, o.recycle.baseline_mb)
+            self.events.emit("worker", worker=o.worker, kind="recycle", case=o.task.idx,
+                             rss_mb=round(o.recycle.rss_mb, 1), baseline_mb=round(o.recycle.baseline_mb, 1))
 
 
 def _models(pipelines: list[str], artefacts: dict[str, bytes]) -> dict[str, bytes]:

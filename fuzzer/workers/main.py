@@ -1,10 +1,10 @@
 """The worker process: imports a job handler once, then runs the jobs its parent sends, one at a time.
 
-Started as `python -m fuzzer.worker_main package.module:function` in a fresh interpreter (never
+Started as `python -m fuzzer.workers.main package.module:function` in a fresh interpreter (never
 forked: torch hangs after fork() once it ran a parallel op). The systems under test may segfault,
-abort or hang in here; the parent (fuzzer/worker_pool.py) watches, kills and respawns us.
+abort or hang in here; the parent (fuzzer/workers/pool.py) watches, kills and respawns us.
 
-Protocol (fuzzer/frames.py frames): the parent's requests arrive on stdin; our events go out on a
+Protocol (fuzzer/workers/frames.py frames): the parent's requests arrive on stdin; our events go out on a
 private duplicate of the original stdout. fd 1 itself is pointed at stderr (the parent's log file),
 so TVM, tf2onnx or torch printing to stdout cannot corrupt the protocol, and fd 0 at /dev/null so
 nothing else reads our requests.
@@ -31,7 +31,7 @@ import traceback  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import BinaryIO  # noqa: E402
 
-from fuzzer.frames import FrameError, read_frame, write_frame  # noqa: E402
+from fuzzer.workers.frames import FrameError, read_frame, write_frame  # noqa: E402
 
 Emit = Callable[..., None]
 Handler = Callable[[dict, dict[str, bytes], Emit], None]
@@ -111,7 +111,7 @@ def serve(handler: Handler, proto_in: BinaryIO, proto_out: BinaryIO) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m fuzzer.worker_main package.module:function", file=sys.stderr)
+        print("usage: python -m fuzzer.workers.main package.module:function", file=sys.stderr)
         return EXIT_BAD_USAGE
     parent_pid = os.getppid()
     proto_in, proto_out = _take_protocol_fds()

@@ -11,11 +11,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fuzzer.case_io import write_case
-from fuzzer.errors import UsageError
+from fuzzer.cli.arg_types import comma_names, positive_int
+from fuzzer.cli.errors import UsageError
 from generators.dtypes import ALL
 from generators.generate import GenConfig, GenerationError, generate
 from generators.ops import REGISTRY
+
+
+def add_parser(sub: Any) -> None:
+    g = sub.add_parser("gen", help="generate random valid graphs (one case, or --count of them with --stats)")
+    g.add_argument("--seed", type=int, default=0, help="seed (the first seed with --count)")
+    g.add_argument("--nodes", type=positive_int, default=10, help="node-count target")
+    g.add_argument("--count", type=positive_int, default=1, help="how many graphs (seeds seed..seed+count-1)")
+    g.add_argument("--out", help="folder to write the case(s) to (graph.json, inputs.npz, weights.npz, case.json)")
+    g.add_argument("--stats", action="store_true", help="print one JSON object of generation statistics")
+    g.add_argument("--include", type=comma_names, help="comma-separated op names to use (default: all)")
+    g.add_argument("--exclude", type=comma_names, default=(), help="comma-separated op names to leave out")
+    g.add_argument("--dtypes", type=comma_names, help="comma-separated dtypes allowed (default: all)")
+    g.add_argument("--max-elems", type=positive_int, default=1 << 16, help="bound on elements per tensor")
+    g.add_argument("--no-check", action="store_true", help="with --stats: skip the eager torch/TF validity runs")
+    g.set_defaults(run=run_gen)
 
 
 def _config(args: argparse.Namespace) -> GenConfig:
@@ -50,6 +65,7 @@ def percentile(xs: list[float], q: float) -> float:
 
 
 def run_gen(args: argparse.Namespace) -> int:
+    from fuzzer.case.files import write_case
     from generators.values import find_values
 
     cfg = _config(args)
@@ -121,9 +137,3 @@ class GenStats:
             "mean_nodes": round(statistics.mean(self.nodes), 3) if n else None,
             "timing": "generation only (z3 + concretise), materialisation and value search excluded",
         }
-
-
-def run_ops() -> int:
-    for name in sorted(REGISTRY):
-        print(f"{name:28s} {','.join(REGISTRY[name].dtypes)}")
-    return 0

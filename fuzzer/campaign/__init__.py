@@ -1,0 +1,1 @@
+"""Campaigns: the loop, its engines (threads or Ray actors), the store, scheduling, progress, background reduction."""
