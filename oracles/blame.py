@@ -12,6 +12,7 @@ from oracles.pipeline_id import PipelineId
 CONVERTER_NAMES = {"onnx:torchscript": "torch.onnx (torchscript)", "onnx:dynamo": "torch.onnx (dynamo)",
                    "tf2onnx": "tf2onnx", "export": "torch.export"}
 SOURCE_NAMES = {"torch": "torch eager", "tf": "tensorflow eager"}
+VOTERS = {"onnxref": "onnx", "ort": "onnxruntime", "tvm": "tvm"}  # consumers of an ONNX model, by library
 
 
 def converter_component(pid: PipelineId) -> str:
@@ -56,22 +57,27 @@ def blame_failure(pid: PipelineId, stage: str, lower_ok: bool | None) -> str:
 def blame_mismatch(pid: PipelineId, wrong: dict[PipelineId, bool]) -> tuple[str, str]:
     """(component, why) for a pipeline whose outputs differ from the reference.
 
-    `wrong` holds every pipeline of the same case that produced outputs: True when it mismatched.
+    `wrong` holds every pipeline of the same case that produced outputs: True when it mismatched. Voters are
+    libraries: the consumers of one exported model vote as onnx (reference evaluator), onnxruntime and TVM.
     """
     if pid.backend in ("inductor", "xla", "eager"):
         return backend_component(pid, "run"), "the only implementation on this path"
     if pid.converter in CONVERTER_NAMES and pid.converter != "export":
         consumers = {q: bad for q, bad in wrong.items() if q.source == pid.source and q.converter == pid.converter}
+        if len({VOTERS[q.backend] for q in consumers}) < 2:
+            return (f"{converter_component(pid)} or {backend_component(pid, 'run')}",
+                    "converter or backend: no control pipeline")
         plain = [q for q in consumers if q.backend == "onnxref" or (q.backend == "ort" and q.level == "disable")
                  or (q.backend == "tvm" and q.level == "O0")]
         plain_ok = [q for q in plain if not consumers[q]]
-        if plain and not plain_ok and len(plain) >= 2:
+        if plain and not plain_ok and len({VOTERS[q.backend] for q in plain}) >= 2:
             return converter_component(pid), ("every unoptimised consumer of the exported model disagrees with "
                                               f"the source: {', '.join(q.name for q in sorted(plain))}")
-        if not plain_ok and len(consumers) >= 2 and all(consumers.values()):
+        if not plain_ok and all(consumers.values()):
             return converter_component(pid), "every consumer of the exported model disagrees with the source"
         if not plain_ok:
-            return backend_component(pid, "run"), "untriangulated: no unoptimised consumer passed"
+            return (f"{converter_component(pid)} or {backend_component(pid, 'run')}",
+                    "converter or backend: no unoptimised consumer of the model agrees with the source")
     low = lowest_level(pid)
     if low is not None and low != pid and wrong.get(low) is False:
         return optimiser_component(pid), f"{low.name} agrees with the source"

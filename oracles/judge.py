@@ -10,14 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from oracles.blame import SOURCE_NAMES, blame_failure, blame_mismatch, converter_component, lowest_level
+from oracles.blame import SOURCE_NAMES, blame_failure
 from oracles.compare import CompareRecord, compare_outputs
-from oracles.outcome import STAGES, Failure, Outcome
-from oracles.pipeline_id import ONNX_CONVERTERS, PipelineId, parse_pipeline
-from oracles.signature import crash_signature, mismatch_signature
+from oracles.crash_groups import CrashGroup, group_crashes
+from oracles.mismatch_groups import MismatchGroup, group_mismatches
+from oracles.outcome import Failure, Outcome
+from oracles.pipeline_id import PipelineId, parse_pipeline
+from oracles.signature import crash_signature, gap_signature, mismatch_signature
 from oracles.taxonomy import location_for, symptom_for_failure
 from oracles.tolerance import Tolerance, derive_tolerance
-from oracles.unsupported import unsupported_op
+from oracles.unsupported import unsupported_ops
 
 
 @dataclass
@@ -77,9 +79,12 @@ class Verdict:
     records: dict[str, list[CompareRecord]]  # per pipeline with outputs
     mismatched: list[str]  # pipelines whose outputs differ (before grouping)
     noise: list[Finding] = field(default_factory=list)  # mismatches later explained as rounding/tie noise
+    flaky: list[Finding] = field(default_factory=list)  # new findings a fresh worker did not reproduce
 
 
 def judge_case(refs: dict[str, Reference], outcomes: dict[str, Outcome]) -> Verdict:
+    """Findings grouped before blame: one per root cause, however many pipelines show it (see
+    oracles.crash_groups and oracles.mismatch_groups); clean "not supported" errors become gaps, one per op."""
     pids = {name: parse_pipeline(name) for name in outcomes}
     records: dict[str, list[CompareRecord]] = {}
     wrong: dict[PipelineId, bool] = {}
@@ -90,66 +95,43 @@ def judge_case(refs: dict[str, Reference], outcomes: dict[str, Outcome]) -> Verd
             continue
         records[name] = compare_outputs(ref.outputs, o.outputs, tols[ref.source])
         wrong[pids[name]] = any(r.mismatch for r in records[name])
-    findings: list[Finding] = []
-    gaps: list[Gap] = []
-    for name, o in sorted(outcomes.items()):
-        pid = pids[name]
-        if o.failure is not None and not o.skipped:
-            if o.failure.kind == "unsupported":
-                gaps.append(_gap(pid, o.failure))
-            else:
-                findings.append(_crash(pid, o.failure, outcomes, pids))
-        elif wrong.get(pid):
-            findings.append(_mismatch(pid, records[name], wrong))
+    gaps = [g for name, o in sorted(outcomes.items()) if o.failure is not None and not o.skipped
+            and o.failure.kind == "unsupported" for g in _gaps(pids[name], o.failure)]
+    findings = [_crash(g) for g in group_crashes(outcomes, pids)]
     odd = _source_is_odd_one_out(tols, outcomes, wrong)
-    for f in findings:
-        if odd.get(f.pipelines[0].split(">")[0]) and f.symptom == "wrong_output":
-            src = f.pipelines[0].split(">")[0]
+    outputs = {n: o.outputs for n, o in outcomes.items() if o.outputs is not None}
+    mismatched = [p for p, bad in wrong.items() if bad]
+    for g in group_mismatches(mismatched, records, wrong, outputs, tols):
+        f = _mismatch(g, records)
+        src = g.pipelines[0].source
+        # the source defines dtypes: a dtype difference is never the source's fault
+        if odd.get(src) and g.mechanism != "dtype":
             f.component, f.why = SOURCE_NAMES[src], "every other implementation agrees among themselves"
             resign(f)
-    return Verdict(group_findings(findings), _group_gaps(gaps), records, sorted(p.name for p, b in wrong.items() if b))
+        findings.append(f)
+    return Verdict(group_findings(findings), _group_gaps(gaps), records, sorted(p.name for p in mismatched))
 
 
-def _crash(pid: PipelineId, f: Failure, outcomes: dict[str, Outcome], pids: dict[str, PipelineId]) -> Finding:
-    low = lowest_level(pid)
-    lower_ok = None
-    if low is not None and low.name in outcomes:
-        lf = outcomes[low.name].failure
-        lower_ok = lf is None or STAGES.index(lf.stage) > STAGES.index(f.stage)
-    component = blame_failure(pid, f.stage, lower_ok)
-    why = "lower level passed this stage" if lower_ok and pid.level_rank else ""
-    if f.stage in ("import", "compile", "run") and _all_plain_consumers_fail(pid, outcomes, pids):
-        component = converter_component(pid)
-        why = "every unoptimised consumer of the exported model fails on it: the model is at fault"
-    return Finding(symptom_for_failure(f.kind, f.stage), f.stage, location_for(f.stage, component), component,
-                   [pid.name], f.kind, crash_signature(component, f.stage, f.kind, f.exc_type, f.message),
-                   message=f"{f.exc_type}: {f.message}" if f.exc_type else f.message, why=why,
-                   detail={"exc_type": f.exc_type, "error": f.message})
+def _crash(g: CrashGroup) -> Finding:
+    f = g.failure
+    rejected = g.symptom_stage == "check" and g.key.stage != "check"  # consumers rejected the exported model
+    symptom = "invalid_model" if rejected else symptom_for_failure(f.kind, f.stage)
+    location = location_for("export", g.component) if rejected else location_for(f.stage, g.component)
+    by = g.component if rejected else g.key.raiser
+    return Finding(symptom, f.stage, location, g.component, [p.name for p in g.pipelines], f.kind, g.signature,
+                   message=f"{f.exc_type}: {f.message}" if f.exc_type else f.message, why=g.why,
+                   detail={"exc_type": f.exc_type, "error": f.message, "raiser": by})
 
 
-def _all_plain_consumers_fail(pid: PipelineId, outcomes: dict[str, Outcome], pids: dict[str, PipelineId]) -> bool:
-    """Independent unoptimised consumers (ORT without optimisations, the ONNX reference evaluator, TVM O0)
-    of one exported model all failing after the check: the exported model, not each backend, is wrong."""
-    if pid.converter not in ONNX_CONVERTERS:
-        return False
-    plain = [o for name, o in outcomes.items() if pids[name].source == pid.source
-             and pids[name].converter == pid.converter and _is_plain(pids[name]) and not o.skipped]
-    backends = {pids[o.pipeline].backend for o in plain}
-    return len(backends) >= 2 and all(o.failure is not None and o.failure.kind != "unsupported"
-                                      and o.failure.stage in ("import", "compile", "run") for o in plain)
-
-
-def _is_plain(p: PipelineId) -> bool:
-    return p.backend == "onnxref" or (p.backend == "ort" and p.level == "disable") or (
-        p.backend == "tvm" and p.level == "O0")
-
-
-def _mismatch(pid: PipelineId, recs: list[CompareRecord], wrong: dict[PipelineId, bool]) -> Finding:
-    component, why = blame_mismatch(pid, wrong)
-    klass = "semantic" if any(r.klass == "semantic" for r in recs) else "precision"
-    return Finding("wrong_output", "run", location_for("run", component), component, [pid.name], klass,
-                   mismatch_signature(component, "run", "", klass), message=mismatch_message(recs),
-                   why=why, detail={"records": [r.to_json() for r in recs]})
+def _mismatch(g: MismatchGroup, records: dict[str, list[CompareRecord]]) -> Finding:
+    pid = g.pipelines[0]
+    recs = records[pid.name]
+    detail: dict[str, Any] = {"records": [r.to_json() for r in recs]}
+    if g.suspects:
+        detail["suspects"] = list(g.suspects)
+    return Finding("wrong_output", "run", location_for("run", g.component), g.component,
+                   [p.name for p in g.pipelines], g.mechanism, mismatch_signature(g.component, "run", "", g.mechanism),
+                   message=mismatch_message(recs), why=g.why, detail=detail)
 
 
 def mismatch_message(recs: list[CompareRecord]) -> str:
@@ -177,11 +159,17 @@ def _finite(x: float | None) -> float:
     return x if x is not None and np.isfinite(x) else 1e300
 
 
-def _gap(pid: PipelineId, f: Failure) -> Gap:
+def _gaps(pid: PipelineId, f: Failure) -> list[Gap]:
+    """One gap per op the message names (a list of unsupported ops is several gaps), keyed by component and op
+    so that the same declined op is one gap whatever else its message lists."""
     component = blame_failure(pid, f.stage, None)
-    return Gap(component, unsupported_op(f.message),
-               crash_signature(component, f.stage, f.kind, f.exc_type, f.message), [pid.name],
-               f"{f.exc_type}: {f.message}".strip(": "))
+    message = f"{f.exc_type}: {f.message}".strip(": ")
+    ops = unsupported_ops(f.message)
+    if not ops:
+        return [Gap(component, "", crash_signature(component, f.stage, f.kind, f.exc_type, f.message), [pid.name],
+                    message)]
+    return [Gap(component, op, gap_signature(component, f.stage, f.exc_type, f.message, op), [pid.name], message)
+            for op in ops]
 
 
 def _source_is_odd_one_out(tols: dict[str, list[Tolerance]], outcomes: dict[str, Outcome],
@@ -232,9 +220,9 @@ def resign(f: Finding) -> None:
     """Recompute the signature after a follow-up refined the component or the first diverging op."""
     if f.symptom == "wrong_output":
         f.signature = mismatch_signature(f.component, f.stage, f.first_op, f.kind)
-    elif f.symptom != "slowdown":
-        f.signature = crash_signature(f.component, f.stage, f.kind, f.detail.get("exc_type", ""),
-                                      f.detail.get("error", f.message))
+    elif f.symptom != "slowdown":  # a crash is known by what raised it, never by who is blamed
+        f.signature = crash_signature(f.detail.get("raiser", f.component), f.stage, f.kind,
+                                      f.detail.get("exc_type", ""), f.detail.get("error", f.message))
 
 
 def tolerance_pairs(tols: list[Tolerance]) -> list[list[float]]:

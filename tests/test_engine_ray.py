@@ -53,7 +53,10 @@ def ray_head(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     token = temp / "auth_token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
-    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0"}
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray would otherwise rewrite 127.0.0.1 into this machine's outward
+    # address when the driver connects; everything here stays on the loopback interface
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     for k, v in auth.items():
         monkeypatch.setenv(k, v)
     with open(log, "wb") as out:

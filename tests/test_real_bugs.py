@@ -121,7 +121,7 @@ def test_torchscript_exporter_drops_cumsum_int64_promotion(runner: CaseRunner) -
     r = run(runner, g, v, pipes)
     f = finding_for(r, "torch>onnx:torchscript>ort:disable:cpu")
     assert (f.symptom, f.stage, f.component, f.kind) == ("wrong_output", "run", "torch.onnx (torchscript)",
-                                                         "semantic")
+                                                         "dtype")
     assert "torch>onnx:torchscript>onnxref" in f.pipelines
     assert "int32" in f.message and "int64" in f.message
     assert_passes(r, "torch>onnx:dynamo>ort:disable:cpu")

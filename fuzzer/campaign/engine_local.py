@@ -13,7 +13,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fuzzer.campaign.engine_parts import AbandonableWorker, Abandoned, MemoryRecycler, OutcomeQueue, RecyclePolicy
+from fuzzer.campaign.engine_parts import (
+    AbandonableWorker,
+    Abandoned,
+    MemoryRecycler,
+    OutcomeQueue,
+    RecyclePolicy,
+)
+from fuzzer.campaign.known import KnownSignatures
 from fuzzer.campaign.loop import CaseOutcome, CaseTask, InvalidCase, WorkerHealth, make_case
 from fuzzer.campaign.scheduler import Scheduler
 from fuzzer.case.gap_book import GapBook
@@ -31,7 +38,7 @@ class LocalEngine:
     def __init__(self, workers: int, scheduler: Scheduler, gaps: GapBook, settings: RunSettings, limits: Limits,
                  log_dir: Path, env: dict[str, str] | None = None, handler: str = JOB_HANDLER,
                  make: Callable[[CaseTask], tuple[Graph, Values]] = make_case,
-                 recycle: RecyclePolicy | None = None) -> None:
+                 recycle: RecyclePolicy | None = None, known: KnownSignatures | None = None) -> None:
         if workers < 1:
             raise ValueError(f"the local engine needs at least one worker, not {workers}")
         self.scheduler = scheduler
@@ -41,6 +48,7 @@ class LocalEngine:
         self._abandoned = threading.Event()
         self._stopping = threading.Event()
         self.recycle = recycle or RecyclePolicy()
+        self.known = known  # filed signatures: a new one is confirmed in a fresh worker (None: no confirmation)
         self._queue = OutcomeQueue()
         self._workers = [AbandonableWorker(Worker(handler, limits, log_dir, env, name=f"w{i}"), self._abandoned)
                          for i in range(workers)]
@@ -92,7 +100,8 @@ class LocalEngine:
 
     # ----- one driver thread ---------------------------------------------------------------------------
     def _drive(self, w: AbandonableWorker, health: WorkerHealth, claim: Callable[[], CaseTask | None]) -> None:
-        runner = CaseRunner(w, self.settings, gaps=self.gaps)  # type: ignore[arg-type]  # duck-typed Worker
+        runner = CaseRunner(w, self.settings, gaps=self.gaps,  # type: ignore[arg-type]  # duck-typed Worker
+                            known=self.known.__contains__ if self.known is not None else None)
         memory = MemoryRecycler(self.recycle)
         while not self._stopping.is_set():
             if not self._ensure_started(w, health):

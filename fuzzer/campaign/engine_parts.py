@@ -36,6 +36,9 @@ class AbandonableWorker:
             raise Abandoned()
         return result
 
+    def recycle(self) -> None:
+        self.worker.recycle()
+
     def kill(self) -> None:
         pid = self.worker.pid
         if pid is not None:

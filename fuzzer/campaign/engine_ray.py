@@ -40,7 +40,14 @@ from typing import Any
 
 import numpy as np
 
-from fuzzer.campaign.engine_parts import AbandonableWorker, Abandoned, MemoryRecycler, OutcomeQueue, RecyclePolicy
+from fuzzer.campaign.engine_parts import (
+    AbandonableWorker,
+    Abandoned,
+    MemoryRecycler,
+    OutcomeQueue,
+    RecyclePolicy,
+)
+from fuzzer.campaign.known import KnownSignatures
 from fuzzer.campaign.loop import CaseOutcome, CaseTask, InvalidCase, Recycle, WorkerHealth, make_case
 from fuzzer.campaign.scheduler import Scheduler, SharedGapBook
 from fuzzer.case.runner import JOB_HANDLER, CaseResult, CaseRunner, RunSettings
@@ -90,11 +97,12 @@ class CaseActor:
                 "host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id()}
 
     def run(self, idx: int, seed: int, nodes: int, rules: list[dict[str, Any]],
-            gap_rows: list[dict[str, Any]]) -> dict[str, Any]:
+            gap_rows: list[dict[str, Any]], known: list[str] | None = None) -> dict[str, Any]:
         """Generate, plan and run case `idx`; plain data back (see `_reply`)."""
         t0 = time.perf_counter()
         task = CaseTask(idx, seed, nodes)
         self.scheduler.load(rules)
+        self.runner.known = set(known).__contains__ if known is not None else None
         self.gaps.load(gap_rows)
         try:
             graph, values = make_case(task)
@@ -131,7 +139,8 @@ class CaseActor:
             reply["result"] = {
                 "outcomes": [o.meta_json() for o in result.outcomes.values()],
                 "artefacts": dict(result.artefacts), "findings": [f.to_json() for f in v.findings],
-                "gaps": [asdict(g) for g in v.gaps], "mismatched": list(v.mismatched), "seconds": result.seconds,
+                "gaps": [asdict(g) for g in v.gaps], "mismatched": list(v.mismatched),
+                "flaky": [f.to_json() for f in v.flaky], "seconds": result.seconds,
                 "worker_seconds": result.worker_seconds, "sut_seconds": result.sut_seconds,
                 "notes": list(result.followup_notes)}
         return reply
@@ -158,7 +167,7 @@ def outcome_from_reply(task: CaseTask, reply: dict[str, Any], worker: str, resta
     if r is not None:
         outcomes = {m["pipeline"]: Outcome.from_meta_json(m, None) for m in r["outcomes"]}
         verdict = Verdict([Finding.from_json(f) for f in r["findings"]], [Gap(**g) for g in r["gaps"]], {},
-                          list(r["mismatched"]))
+                          list(r["mismatched"]), flaky=[Finding.from_json(f) for f in r.get("flaky", [])])
         result = CaseResult({}, outcomes, dict(r["artefacts"]), verdict, r["seconds"], r["worker_seconds"],
                             r["sut_seconds"], list(r["notes"]))
         ran = [n for n, o in outcomes.items() if not o.skipped]
@@ -188,7 +197,8 @@ class RayEngine:
     def __init__(self, actors: int, scheduler: Scheduler, gaps: SharedGapBook, settings: RunSettings,
                  limits: Limits, log_dir: Path, env: dict[str, str] | None = None, handler: str = JOB_HANDLER,
                  address: str | None = None, ray_dir: Path | None = None, gpus_per_actor: float | None = None,
-                 start_timeout_s: float = ACTOR_START_TIMEOUT_S, recycle: RecyclePolicy | None = None) -> None:
+                 start_timeout_s: float = ACTOR_START_TIMEOUT_S, recycle: RecyclePolicy | None = None,
+                 known: KnownSignatures | None = None) -> None:
         if actors < 1:
             raise ValueError(f"the Ray engine needs at least one actor, not {actors}")
         self.scheduler = scheduler
@@ -203,6 +213,7 @@ class RayEngine:
         self.gpus = gpus_per_actor  # None: decided from the pipelines and the cluster's GPUs
         self.start_timeout_s = start_timeout_s
         self.recycle = recycle or RecyclePolicy()
+        self.known = known
         self.boot_error = ""
         self._slots = [_Slot(f"ray{i}", WorkerHealth(f"ray{i}")) for i in range(actors)]
         self._queue = OutcomeQueue()
@@ -449,7 +460,8 @@ class RayEngine:
 
         t0 = time.perf_counter()
         rules = [asdict(r) for r in self.scheduler.rules]
-        ref = s.actor.run.remote(task.idx, task.seed, task.nodes, rules, self._gap_rows())
+        known = self.known.snapshot() if self.known is not None else None
+        ref = s.actor.run.remote(task.idx, task.seed, task.nodes, rules, self._gap_rows(), known)
         try:
             reply = self._wait(s, ref)
         except ray.exceptions.RayActorError as e:

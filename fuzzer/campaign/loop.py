@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fuzzer.campaign.background_reduce import BackgroundReducer
+from fuzzer.campaign.known import KnownSignatures
 from fuzzer.campaign.memory import campaign_rss_mb
 from fuzzer.campaign.scheduler import Scheduler, SharedGapBook, SkipRule
 from fuzzer.campaign.store import CaseRecord, EventLog, FindingRecord, GapRecord, Store, StoredFinding
@@ -158,6 +159,7 @@ class LiveStats:
     skips: list[SkipRule] = field(default_factory=list)
     rss_mb: float = 0.0
     recycles: int = 0  # workers recycled for memory in this run
+    flaky: int = 0  # new findings a fresh worker did not reproduce (not bugs)
     stopping: str = ""
 
     def elapsed(self) -> float:
@@ -179,7 +181,7 @@ class Campaign:
     def __init__(self, store: Store, engine: Engine, scheduler: Scheduler, gaps: SharedGapBook, events: EventLog,
                  settings: CampaignSettings, display: Any = None,
                  on_new_signature: Callable[[StoredFinding], None] | None = None,
-                 reducer: BackgroundReducer | None = None) -> None:
+                 reducer: BackgroundReducer | None = None, known: KnownSignatures | None = None) -> None:
         self.store = store
         self.reducer = reducer  # reduces queued signatures in the background, with its own worker
         self.engine = engine
@@ -189,6 +191,7 @@ class Campaign:
         self.settings = settings
         self.display = display
         self.on_new_signature = on_new_signature  # hook for a reducer; new signatures are also queued in the store
+        self.known = known  # the engines' view of the filed signatures, kept up to date here
         camp = store.campaign()
         self.seed = camp.seed
         self.nodes = camp.nodes
@@ -315,7 +318,18 @@ class Campaign:
                 if snap is not None:
                     rec.gaps.append(GapRecord(g.signature, snap["component"], snap["op"], snap["dtype"],
                                               snap["message"], snap["entry"]))
+        if o.graph is not None:  # runs the skip rules saved, or sent anyway, counted in the case's transaction
+            rec.rule_hits = [(h.pipeline, h.signature, h.sent) for h in self.scheduler.hits(o.graph, o.ran, o.skipped)]
         stored = self.store.record_case(self.run_id, rec)
+        if self.known is not None:
+            self.known.add([f.signature for f in stored])
+        flaky = [f.to_json() for f in result.verdict.flaky] if o.status == "judged" and result is not None else []
+        if flaky:
+            self.stats.flaky += len(flaky)
+            self.store.record_flaky(self.run_id, o.task.idx, flaky)
+            for f in flaky:
+                self.events.emit("flaky", signature=f["signature"], symptom=f["symptom"], component=f["component"],
+                                 pipelines=f["pipelines"], case=o.task.idx, note=f["detail"].get("flaky", ""))
         st = self.stats
         st.cases += 1
         st.judged += o.status == "judged"
@@ -341,10 +355,11 @@ class Campaign:
         if o.graph is not None and o.status == "judged":
             for f in rec.findings:
                 for rule in self.scheduler.observe(o.task.idx, o.graph, f.finding):
-                    if self.store.add_skip(rule.pipeline, rule.op, rule.signature, rule.reason):
+                    if self.store.add_skip(rule.pipeline, rule.op, rule.signature, rule.reason, rule.trigger_json()):
+                        st.skips = [r for r in st.skips if (r.pipeline, r.signature) != (rule.pipeline, rule.signature)]
                         st.skips.append(rule)
                         self.events.emit("skip", pipeline=rule.pipeline, op=rule.op, signature=rule.signature,
-                                         reason=rule.reason)
+                                         reason=rule.reason, trigger=rule.trigger_json())
 
     def _worker_events(self, o: CaseOutcome) -> None:
         if not o.worker:

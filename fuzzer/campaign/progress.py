@@ -157,7 +157,8 @@ def summary_lines(summary: Any) -> list[str]:
     for w in st.workers:
         if w.state == "failed":
             out.append(f"worker {w.name} failed: {w.error}")
-    out.append(f"{st.gaps} capability gaps (not bugs)")
+    out.append(f"{st.gaps} capability gaps (not bugs); {st.flaky} flaky findings (not reproduced in a fresh worker, "
+               f"not bugs); {st.recycles} workers recycled for memory")
     for r in st.skips:
         out.append(f"skipping graphs with {r.op} on {r.pipeline}: {r.reason}")
     out.append(f"store: {st.out}")

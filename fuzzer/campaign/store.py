@@ -65,8 +65,17 @@ ADDED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS run_pipelines(run_id INTEGER, pipeline TEXT, runs INTEGER, reason TEXT,
                                           PRIMARY KEY (run_id, pipeline));
 CREATE TABLE IF NOT EXISTS recycles (time REAL, run_id INTEGER, worker TEXT, case_idx INTEGER, rss_mb REAL,
-                                     baseline_mb REAL)
+                                     baseline_mb REAL);
+CREATE TABLE IF NOT EXISTS flaky    (time REAL, run_id INTEGER, case_idx INTEGER, signature TEXT, symptom TEXT,
+                                     stage TEXT, component TEXT, pipelines_json TEXT, message TEXT, note TEXT);
+CREATE TABLE IF NOT EXISTS skip_rules(pipeline TEXT, signature TEXT, op TEXT, trigger_json TEXT, reason TEXT,
+                                      since REAL, skipped INTEGER DEFAULT 0, sent INTEGER DEFAULT 0,
+                                      PRIMARY KEY (pipeline, signature))
 """
+# Skip rules of a store from before triggers (the `skips` table alone) become op-wide rules in `skip_rules`, so that
+# their runs saved are counted too; `skips` keeps one row per (pipeline, op) for readers that know only it.
+_SKIPS_FORWARD = ("INSERT OR IGNORE INTO skip_rules (pipeline, signature, op, trigger_json, reason, since, skipped, "
+                  "sent) SELECT pipeline, signature, op, NULL, reason, since, 0, 0 FROM skips")
 
 
 class StoreError(Exception):
@@ -120,6 +129,7 @@ class CaseRecord:
     gaps: list[GapRecord] = field(default_factory=list)
     error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # added to finding.json (versions, campaign seed)
+    rule_hits: list[tuple[str, str, bool]] = field(default_factory=list)  # (pipeline, signature, sent anyway)
 
 
 @dataclass
@@ -167,6 +177,23 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, (set, tuple)):
         return sorted(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def describe_trigger(op: str, trigger: dict[str, Any] | None) -> str:
+    """A skip rule's trigger (its JSON form, None: the whole op) for people, e.g. `ReduceMin float16
+    keepdims=false axes=[1]`: the op, its dtype (in->out where they differ), the attribute values."""
+    trigger = trigger or {}
+    parts = [op]
+    dt, out_dt = trigger.get("dtype"), trigger.get("out_dtype")
+    if dt and out_dt and dt != out_dt:
+        parts.append(f"{dt}->{out_dt}")
+    elif dt or out_dt:
+        parts.append(dt or f"->{out_dt}")
+    for name, value in sorted((trigger.get("attrs") or {}).items()):
+        parts.append(f"{name}={json.dumps(value, sort_keys=True, separators=(',', ':'), default=str)}")
+    if len(parts) == 1:
+        parts.append("(any dtype and attributes)")
+    return " ".join(parts)
 
 
 def check_database(path: Path) -> None:
@@ -268,6 +295,7 @@ class Store:
                 for stmt in ADDED_SCHEMA.split(";"):
                     if stmt.strip():
                         con.execute(stmt)
+                con.execute(_SKIPS_FORWARD)
         except BaseException:
             con.close()
             os.close(lock_fd)
@@ -336,8 +364,10 @@ class Store:
                      entry=json.loads(r[7] or "{}")) for r in cur]
 
     def skip_rows(self) -> list[dict[str, Any]]:
-        cur = self.con.execute("SELECT pipeline, op, signature, reason, since FROM skips ORDER BY since")
-        return [dict(zip(("pipeline", "op", "signature", "reason", "since"), r)) for r in cur]
+        """Every skip rule, oldest first, with its trigger (None: the whole op) and runs skipped / sent anyway."""
+        cols = ("pipeline", "op", "signature", "reason", "since", "skipped", "sent")
+        cur = self.con.execute(f"SELECT {', '.join(cols)}, trigger_json FROM skip_rules ORDER BY since, rowid")
+        return [dict(zip(cols, r[:-1]), trigger=json.loads(r[-1]) if r[-1] else None) for r in cur]
 
     def signature_rows(self, run_id: int | None = None) -> list[dict[str, Any]]:
         cols = ("signature", "symptom", "component", "count", "first_run", "examples", "smallest_dir", "message")
@@ -382,6 +412,14 @@ class Store:
             self.con.executemany("INSERT OR REPLACE INTO run_pipelines VALUES (?, ?, 0, ?)",
                                  [(run_id, name, why) for name, why in left_out])
 
+    def record_flaky(self, run_id: int, case_idx: int, findings: list[dict[str, Any]]) -> None:
+        """Findings a fresh worker did not reproduce: kept apart, never a signature (so never a bug)."""
+        with _transaction(self.con):
+            self.con.executemany("INSERT INTO flaky VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 [(time.time(), run_id, case_idx, f["signature"], f["symptom"], f["stage"],
+                                   f["component"], _json(f["pipelines"]), f.get("message", "")[:4000],
+                                   f.get("detail", {}).get("flaky", "")) for f in findings])
+
     def record_recycle(self, run_id: int, worker: str, case_idx: int, rss_mb: float, baseline_mb: float) -> None:
         with _transaction(self.con):
             self.con.execute("INSERT INTO recycles VALUES (?, ?, ?, ?, ?, ?)",
@@ -398,11 +436,19 @@ class Store:
                              (time.time(), run_id, t["judged"], t["findings"], t["bugs"], rss_mb))
         return t
 
-    def add_skip(self, pipeline: str, op: str, signature: str, reason: str) -> bool:
-        """Record a scheduling skip; False when that (pipeline, op) was skipped already."""
+    def add_skip(self, pipeline: str, op: str, signature: str, reason: str,
+                 trigger: dict[str, Any] | None = None) -> bool:
+        """Record a scheduling skip rule, or its widened trigger; False when the store had it already as it is."""
+        now = time.time()
+        trig = _json(trigger) if trigger is not None else None
         with _transaction(self.con):
-            cur = self.con.execute("INSERT OR IGNORE INTO skips VALUES (?, ?, ?, ?, ?)",
-                                   (pipeline, op, signature, reason, time.time()))
+            cur = self.con.execute(
+                "INSERT INTO skip_rules VALUES (?, ?, ?, ?, ?, ?, 0, 0) ON CONFLICT(pipeline, signature) DO UPDATE SET "
+                "op = excluded.op, trigger_json = excluded.trigger_json, reason = excluded.reason "
+                "WHERE op IS NOT excluded.op OR trigger_json IS NOT excluded.trigger_json",
+                (pipeline, signature, op, trig, reason, now))
+            self.con.execute("INSERT OR IGNORE INTO skips VALUES (?, ?, ?, ?, ?)",
+                             (pipeline, op, signature, reason, now))
         return cur.rowcount == 1
 
     def record_case(self, run_id: int, rec: CaseRecord) -> list[StoredFinding]:
@@ -428,6 +474,9 @@ class Store:
                 stored = [self._insert_finding(run_id, rec, f, folder, new, now, nodes) for f, folder, new in placed]
                 if rec.status == "judged" and rec.graph is not None:
                     self._count_coverage(rec)
+                self.con.executemany("UPDATE skip_rules SET skipped = skipped + ?, sent = sent + ? "
+                                     "WHERE pipeline = ? AND signature = ?",
+                                     [(int(not sent), int(sent), p, sig) for p, sig, sent in rec.rule_hits])
                 for g in rec.gaps:
                     self.con.execute(
                         "INSERT INTO gaps VALUES (?, ?, ?, ?, ?, 1, ?, ?) ON CONFLICT(signature) DO UPDATE SET "

@@ -6,6 +6,7 @@ saying what it did (or why it could not), so reports never hide a step that was 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from fuzzer.case.noise_check import explain_as_noise
@@ -17,10 +18,12 @@ from generators.values import Values
 from generators.variants import expose_intermediates, producer_ops
 from oracles.blame import optimiser_component
 from oracles.compare import compare_outputs
+from oracles.crash_groups import failure_key
 from oracles.judge import Finding, Reference, Verdict, resign, set_first_op, tolerance_pairs
+from oracles.mismatch_groups import mechanism
 from oracles.outcome import Outcome
 from oracles.pipeline_id import parse_pipeline
-from oracles.signature import mismatch_signature
+from oracles.signature import mismatch_signature, normalise_message
 from oracles.slowdown import judge_slowdown
 from oracles.taxonomy import location_for
 
@@ -31,6 +34,8 @@ class CaseJobs(Protocol):
     settings: RunSettings
 
     def submit(self, request: dict[str, Any], blobs: dict[str, bytes]) -> tuple[list[Event], Any]: ...
+
+    def fresh_worker(self) -> None: ...
 
     def run_source(self, graph: Graph, values: Values, source: str, pipelines: list[str],
                    reference: bool = True) -> tuple[Reference | None, dict[str, Outcome], dict[str, bytes]]: ...
@@ -162,3 +167,60 @@ def bisect_tvm_passes(runner: CaseJobs, graph: Graph, values: Values, refs: dict
         else:
             notes.append(f"{pid.name}: no single TVM pass makes the problem vanish when disabled")
     return notes
+
+
+def confirm_new_findings(runner: CaseJobs, graph: Graph, values: Values, outcomes: dict[str, Outcome],
+                         refs: dict[str, Reference], verdict: Verdict, known: Callable[[str], bool]) -> list[str]:
+    """A finding whose signature was never seen is re-run in a fresh worker before it is filed: one that does
+    not reproduce there depended on the worker's state (a library's cache, a corrupted heap) and is kept apart
+    as flaky, never counted as a bug."""
+    new = [f for f in verdict.findings if f.symptom != "slowdown" and not known(f.signature)]
+    if not new:
+        return []
+    runner.fresh_worker()
+    notes = []
+    for f in new:
+        why = _reproduces(runner, graph, values, f, outcomes, refs)
+        if why:
+            f.detail["flaky"] = why
+            verdict.flaky.append(f)
+            notes.append(f"{f.pipelines[0]}: new finding not reproduced in a fresh worker ({why}): kept as flaky")
+    verdict.findings[:] = [f for f in verdict.findings if f not in verdict.flaky]
+    return notes
+
+
+def _reproduces(runner: CaseJobs, graph: Graph, values: Values, f: Finding, outcomes: dict[str, Outcome],
+                refs: dict[str, Reference]) -> str:
+    """'' when a fresh worker shows the same failure (same raiser, stage, kind, type and normalised message) or
+    the same mismatch mechanism on the finding's first pipeline(s); else what it saw instead."""
+    if f.stage == "reference":
+        source = f.pipelines[0].split(">")[0]
+        ref, _, _ = runner.run_source(graph, values, source, [])
+        old = refs[source].failure
+        if ref is not None and ref.failure is not None and old is not None and (
+                ref.failure.kind, ref.failure.exc_type, normalise_message(ref.failure.message)) == (
+                old.kind, old.exc_type, normalise_message(old.message)):
+            return ""
+        return "the eager source ran"
+    sample = f.pipelines[:2]
+    pid = parse_pipeline(sample[0])
+    ref, outs, _ = runner.run_source(graph, values, pid.source, [p for p in sample if parse_pipeline(p).source
+                                                                   == pid.source])
+    seen = []
+    for name, o in outs.items():
+        before = outcomes.get(name)
+        if f.symptom == "wrong_output":
+            if ref is None or ref.outputs is None or o.outputs is None:
+                seen.append(f"{name} failed" if o.failure else f"{name}: no reference")
+                continue
+            recs = compare_outputs(ref.outputs, o.outputs, ref.tolerances())
+            if any(r.mismatch for r in recs) and mechanism(recs) == f.kind:
+                return ""
+            seen.append(f"{name} agrees with the source")
+        elif before is not None and before.failure is not None and o.failure is not None:
+            if failure_key(parse_pipeline(name), o.failure) == failure_key(parse_pipeline(name), before.failure):
+                return ""
+            seen.append(f"{name} failed otherwise ({o.failure.stage} {o.failure.kind})")
+        else:
+            seen.append(f"{name} passed" if o.failure is None else f"{name}: no earlier failure to compare")
+    return "; ".join(seen) or "nothing ran"

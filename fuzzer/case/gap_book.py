@@ -57,8 +57,9 @@ class GapBook:
             entry = self.entries[gap.signature] = GapEntry(gap.component, _path(pid, gap.component), gap.message,
                                                            gap.op)
         pairs = graph_pairs(graph)
-        hint = entry.op_hint.split("::")[-1].split(".")[-1].lower()
-        named = {p for p in pairs if hint and p[0].lower() == hint}
+        # "aten::layer_norm", "layer_norm.default", "LayerNorm": one op whatever the library's spelling
+        hints = {t.replace("_", "").lower() for t in entry.op_hint.split("::")[-1].split(".") if t}
+        named = {p for p in pairs if p[0].replace("_", "").lower() in hints}
         pairs = named or pairs
         entry.candidates = (entry.candidates & pairs) or pairs if entry.candidates else pairs
         entry.seen += 1

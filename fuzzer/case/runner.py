@@ -10,10 +10,11 @@ TVM pass at fault.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fuzzer.case.followups import bisect_tvm_passes, confirm_slowdowns, localise_mismatches
+from fuzzer.case.followups import bisect_tvm_passes, confirm_new_findings, confirm_slowdowns, localise_mismatches
 from fuzzer.case.gap_book import GapBook, graph_pairs
 from fuzzer.case.settings import RunSettings
 from fuzzer.targets.arrays import pack_dict, unpack_list
@@ -40,10 +41,13 @@ class CaseResult:
 
 
 class CaseRunner:
-    def __init__(self, worker: Worker, settings: RunSettings | None = None, gaps: GapBook | None = None) -> None:
+    def __init__(self, worker: Worker, settings: RunSettings | None = None, gaps: GapBook | None = None,
+                 known: Callable[[str], bool] | None = None) -> None:
         self.worker = worker
         self.settings = settings or RunSettings()
         self.gaps = gaps  # capability gaps fed back across cases (None: every pipeline runs every case)
+        # signatures already filed; a new one is confirmed in a fresh worker first (None: no confirmation)
+        self.known = known
         self.worker_seconds = 0.0
         self.sut_seconds = 0.0
 
@@ -58,6 +62,10 @@ class CaseRunner:
             if ev.event == "timing":  # a confirmation measurement: its runs are outside any stage
                 self.sut_seconds += sum(ev.header.get("run_times", []))
         return events, result
+
+    def fresh_worker(self) -> None:
+        """The next job starts in a new worker process (confirmations must not see this one's state)."""
+        self.worker.recycle()
 
     def run_source(self, graph: Graph, values: Values, source: str, pipelines: list[str],
                    reference: bool = True) -> tuple[Reference | None, dict[str, Outcome], dict[str, bytes]]:
@@ -153,6 +161,8 @@ class CaseRunner:
             notes += confirm_slowdowns(self, graph, values, outcomes, verdict)
         if s.bisect_passes:
             notes += bisect_tvm_passes(self, graph, values, refs, artefacts, verdict)
+        if self.known is not None:
+            notes += confirm_new_findings(self, graph, values, outcomes, refs, verdict, self.known)
         return CaseResult(refs, outcomes, artefacts, verdict, time.perf_counter() - t0, self.worker_seconds,
                           self.sut_seconds, notes)
 

@@ -38,6 +38,7 @@ def run_campaign(args: argparse.Namespace, store: Any, selection: Any, resumed: 
     Prints the pipeline selection first and the summary last, on `stream` (stdout by default)."""
     from fuzzer.campaign.background_reduce import make_reducer, reduction_line
     from fuzzer.campaign.engines import make_engine
+    from fuzzer.campaign.known import KnownSignatures
     from fuzzer.campaign.loop import Campaign, CampaignSettings
     from fuzzer.campaign.progress import make_display, summary_lines
     from fuzzer.campaign.scheduler import Scheduler, SharedGapBook
@@ -59,9 +60,10 @@ def run_campaign(args: argparse.Namespace, store: Any, selection: Any, resumed: 
     settings = RunSettings(repeats=args.repeats, stage_timeout_s=args.stage_timeout, localise=True,
                            confirm_slowdowns=True, bisect_passes=True)
     limits = Limits(stage_timeout_s=args.stage_timeout, memory_mb=args.memory_mb)
+    known = KnownSignatures([r["signature"] for r in store.signature_rows()])
     try:  # a private Ray instance keeps its files under the work dir
         engine = make_engine(args.engine, workers, scheduler, gaps, settings, limits, work, worker_env(work),
-                             getattr(args, "address", None))
+                             getattr(args, "address", None), known=known)
     except ValueError as e:
         raise UsageError(str(e)) from None
     events = EventLog(store.out / EVENTS_NAME)
@@ -69,7 +71,7 @@ def run_campaign(args: argparse.Namespace, store: Any, selection: Any, resumed: 
     reducer = make_reducer(args.reduce_budget, store.out, pipelines, limits, work, worker_env(work))
     campaign = Campaign(store, engine, scheduler, gaps, events,
                         CampaignSettings(args.time, args.max_cases, workers, resumed, list(selection.left_out)),
-                        display, reducer=reducer)
+                        display, reducer=reducer, known=known)
     previous = install_stop_handlers(campaign)
     try:
         with display:

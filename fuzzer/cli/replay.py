@@ -24,6 +24,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--timeout", type=positive_float, default=600.0, help="seconds allowed per repro.py")
     p.add_argument("--no-signature-check", action="store_true",
                    help="only run repro.py; skip re-running the graph through Parallax to compare signatures")
+    p.add_argument("--accept-signatures", action="store_true",
+                   help="re-file entries whose repro.py reproduces but whose signature changed (after Parallax "
+                        "changed how it identifies or blames failures): rewrites finding.json and report.md")
     p.add_argument("--work-dir", default=".work", help="worker logs and library caches")
     p.set_defaults(run=run_replay)
 
@@ -39,7 +42,10 @@ def run_replay(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     if not entries:
         raise UsageError(f"{folder}: holds no corpus entry (an entry is a folder with finding.json and repro.py)")
-    results = replay(entries, args.timeout, Path(args.work_dir), check_signature=not args.no_signature_check)
+    if args.accept_signatures and args.no_signature_check:
+        raise UsageError("--accept-signatures needs the signature check (drop --no-signature-check)")
+    results = replay(entries, args.timeout, Path(args.work_dir), check_signature=not args.no_signature_check,
+                     accept=args.accept_signatures)
     ok = all(r.status == "reproduces" for r in results)
     counts = Counter(r.status for r in results)
     if args.json:

@@ -14,6 +14,8 @@ Every entry is read and checked against its manifest before anything runs, so a 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -98,26 +100,48 @@ def run_repro(entry: Entry, timeout_s: float, env: dict[str, str]) -> tuple[str,
     return "error", f"repro.py exited with {proc.returncode} and no verdict: {tail}"
 
 
-def still_same(entry: Entry, runner: Any) -> tuple[str, str, str]:
-    """Parallax's own judgement of the entry's graph on its judging pipelines: (status, new signature, note)."""
+def still_same(entry: Entry, runner: Any) -> tuple[str, str, str, Any]:
+    """Parallax's own judgement of the entry's graph on its judging pipelines: (status, new signature, note, the
+    finding on the entry's pipeline or None)."""
     from fuzzer.targets.registry import resolve
 
     rec = entry.record
     try:
         pipelines = resolve(list(rec["judge_pipelines"]))
     except ValueError as e:
-        return "error", "", f"cannot run the judging pipelines: {e}"
+        return "error", "", f"cannot run the judging pipelines: {e}", None
     result = runner.run_case(entry.graph, entry.values, pipelines)
-    sigs = [f.signature for f in result.verdict.findings if rec["pipeline"] in f.pipelines]
-    if not sigs:
-        return "changed-signature", "", "repro.py reproduces, but Parallax no longer finds a bug on this pipeline"
-    if rec["signature"] in sigs:
-        return "reproduces", rec["signature"], ""
-    return "changed-signature", sigs[0], f"signature now {sigs[0]}"
+    mine = [f for f in result.verdict.findings if rec["pipeline"] in f.pipelines]
+    if not mine:
+        return ("changed-signature", "", "repro.py reproduces, but Parallax no longer finds a bug on this pipeline",
+                None)
+    same = [f for f in mine if f.signature == rec["signature"]]
+    if same:
+        return "reproduces", rec["signature"], "", same[0]
+    return "changed-signature", mine[0].signature, f"signature now {mine[0].signature}", mine[0]
 
 
-def replay(entries: list[Entry], timeout_s: float, work: Path, check_signature: bool = True) -> list[ReplayResult]:
-    """Each entry's repro, then (for those that reproduce) Parallax's signature check in one worker."""
+def accept_signature(entry: Entry, finding: Any) -> None:
+    """Re-file an entry whose repro.py still reproduces under the signature Parallax gives it now (after a change
+    to how failures are identified or blamed): finding.json's identity fields and report.md's signature line;
+    every other file, and the manifest's check of them, stays as it was."""
+    from fuzzer.case.files import atomic_write
+
+    rec = dict(entry.record)
+    old = rec["signature"]
+    for key in ("signature", "component", "location", "kind", "why"):
+        rec[key] = getattr(finding, key)
+    report = entry.path / "report.md"
+    if "report.md" in rec["files"] and report.is_file():
+        atomic_write(report, report.read_text().replace(old, finding.signature).encode())
+        rec["files"] = dict(rec["files"], **{"report.md": hashlib.sha256(report.read_bytes()).hexdigest()})
+    atomic_write(entry.path / "finding.json", (json.dumps(rec, indent=1) + "\n").encode())
+
+
+def replay(entries: list[Entry], timeout_s: float, work: Path, check_signature: bool = True,
+           accept: bool = False) -> list[ReplayResult]:
+    """Each entry's repro, then (for those that reproduce) Parallax's signature check in one worker; with
+    `accept`, an entry whose repro reproduces but whose signature changed is re-filed under the new one."""
     from fuzzer.case.runner import CaseRunner, RunSettings
     from fuzzer.workers.workdir import prepare, worker_env
     from fuzzer.workers.pool import Limits, Worker
@@ -142,10 +166,13 @@ def replay(entries: list[Entry], timeout_s: float, work: Path, check_signature: 
                                                     confirm_slowdowns=False, bisect_passes=False))
             for e, r in deep:
                 t0 = time.perf_counter()
-                status, new, note = still_same(e, runner)
+                status, new, note, finding = still_same(e, runner)
                 r.seconds += time.perf_counter() - t0
                 r.new_signature = new
-                if status != "reproduces":
+                if status == "changed-signature" and accept and finding is not None:
+                    accept_signature(e, finding)
+                    status, note = "reproduces", f"re-filed: signature was {e.record['signature']}"
+                if status != "reproduces" or note:
                     r.status, r.detail = status, note
     return results
 

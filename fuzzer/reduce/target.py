@@ -1,10 +1,11 @@
 """The reducer's predicate: "the same bug", never merely "a bug".
 
-A candidate reproduces the target when its judged verdict holds a finding with the same signature,
-symptom and stage on the target's pipeline (and the same culprit pass when one was named). The
-signature carries the blamed component, and for a mismatch the first diverging op, so a reduction
-that loses the control pipelines the blame relied on, or moves the divergence to another op, fails
-the predicate instead of sliding onto another bug.
+A candidate reproduces the target when its judged verdict holds a finding with the same identity, symptom
+and stage on the target's pipeline (and the same culprit pass when one was named). The identity is the failure
+itself, never a blame label that depends on which control pipelines ran: for a crash its signature (what raised,
+stage, kind, type, normalised message), for a mismatch the first diverging op and the mechanism (dtype, shape,
+NaN/Inf, or the values' error class). A reduction that moves the divergence to another op, or changes how the
+outputs differ, fails the predicate instead of sliding onto another bug.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from oracles.pipeline_id import parse_pipeline
 # Rough cost of one run through a backend: the primary pipeline is the cheapest that shows the bug.
 _BACKEND_COST = {"onnxref": 1, "ort": 2, "eager": 3, "xla": 4, "inductor": 6, "tvm": 8}
 _CONVERTER_COST = {"": 0, "onnx:torchscript": 0, "tf2onnx": 1, "export": 1, "onnx:dynamo": 2}
+
+
+def identity(f: Finding) -> str:
+    """The failure itself: a crash's signature (free of blame), or a mismatch's first op and mechanism."""
+    if f.symptom == "wrong_output":
+        return f"mismatch|{f.stage}|{f.first_op}|{f.kind}"
+    return f.signature
 
 
 class DoesNotReproduce(RuntimeError):
@@ -45,6 +53,7 @@ class ReductionTarget:
     culprit: str = ""
     first_tensor: str = ""  # mismatches: the first diverging tensor, when localisation named it
     anchor: str = ""  # the run pipeline never dropped (the target's own; for a reference failure, one of its source)
+    identity: str = ""  # what must stay the same (see `identity`); derived from the finding
 
     @classmethod
     def from_finding(cls, finding: Finding, run_pipelines: list[str]) -> ReductionTarget:
@@ -55,17 +64,20 @@ class ReductionTarget:
             if not mine:
                 raise ValueError(f"finding {finding.signature}: no pipeline of source {source} is run")
             return cls(finding.signature, finding.symptom, finding.stage, finding.pipelines[0], list(run_pipelines),
-                       finding.component, finding.culprit, anchor=min(mine, key=pipeline_cost))
+                       finding.component, finding.culprit, anchor=min(mine, key=pipeline_cost),
+                       identity=identity(finding))
         shown = [p for p in finding.pipelines if p in run_pipelines]
         if not shown:
             raise ValueError(f"finding {finding.signature}: none of its pipelines {finding.pipelines} is run")
         # a slowdown names (high, low): the high level is the one that is slow
         primary = shown[0] if finding.symptom == "slowdown" else min(shown, key=pipeline_cost)
         return cls(finding.signature, finding.symptom, finding.stage, primary, list(run_pipelines),
-                   finding.component, finding.culprit, str(finding.detail.get("first_tensor", "")))
+                   finding.component, finding.culprit, str(finding.detail.get("first_tensor", "")),
+                   identity=identity(finding))
 
     def __post_init__(self) -> None:
         self.anchor = self.anchor or self.pipeline
+        self.identity = self.identity or self.signature
 
     def settings(self, stage_timeout_s: float = 120.0) -> RunSettings:
         """Follow-ups only where the signature depends on them: localisation always (a mismatch signature
@@ -77,7 +89,7 @@ class ReductionTarget:
 
     def match(self, verdict: Verdict) -> Finding | None:
         for f in verdict.findings:
-            if (f.signature == self.signature and f.symptom == self.symptom and f.stage == self.stage
+            if (identity(f) == self.identity and f.symptom == self.symptom and f.stage == self.stage
                     and self.pipeline in f.pipelines and (not self.culprit or f.culprit == self.culprit)):
                 return f
         return None
@@ -85,7 +97,7 @@ class ReductionTarget:
     def to_json(self) -> dict[str, Any]:
         return {"signature": self.signature, "symptom": self.symptom, "stage": self.stage,
                 "pipeline": self.pipeline, "pipelines": list(self.pipelines), "component": self.component,
-                "culprit": self.culprit, "anchor": self.anchor}
+                "culprit": self.culprit, "anchor": self.anchor, "identity": self.identity}
 
 
 class SameBug:

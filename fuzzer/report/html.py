@@ -7,7 +7,7 @@ import base64
 from html import escape
 
 from fuzzer.report import fmt, plots
-from fuzzer.report.load import ReportData
+from fuzzer.report.load import ReportData, skips_saved
 from fuzzer.report.since import SinceEntry, SinceReport
 
 _CSS = """
@@ -98,7 +98,8 @@ def render_html(data: ReportData, since: SinceReport | None = None) -> str:
              escape(r.stop_reason or ""), escape(r.host)] for r in data.runs]
     gaps = [[str(g.count), escape(g.component), escape(g.op), escape(g.dtype),
              f'<div class="msg">{escape((g.message.splitlines() or [""])[0][:200])}</div>'] for g in data.gaps]
-    skips = [[escape(s.pipeline), escape(s.op), escape(fmt.when(s.since)), escape(s.reason)] for s in data.skips]
+    skips = [[escape(s.pipeline), escape(s.trigger_text), "" if s.skipped is None else str(s.skipped),
+              "" if s.sent is None else str(s.sent), escape(fmt.when(s.since)), escape(s.reason)] for s in data.skips]
     versions = data.runs[-1].versions if data.runs else {}
     body = [
         f"<h1>{escape(title)}</h1>",
@@ -115,8 +116,14 @@ def render_html(data: ReportData, since: SinceReport | None = None) -> str:
              "Findings over time"),
         f"<h2>Capability gaps, not bugs ({len(data.gaps)})</h2>",
         _table(["count", "component", "op", "dtype", "message"], gaps, {0}) if gaps else "<p>none</p>",
+        f"<h2>Flaky: not reproduced in a fresh worker, not bugs ({len(data.flaky)})</h2>",
+        _table(["count", "symptom", "component", "stage", "what the fresh worker saw"],
+               [[str(f["count"]), escape(f["symptom"]), escape(f["component"]), escape(f["stage"]),
+                 escape(f["note"][:200])] for f in data.flaky], {0}) if data.flaky else "<p>none</p>",
         f"<h2>Scheduling skips ({len(data.skips)})</h2>",
-        _table(["pipeline", "op", "since", "reason"], skips) if skips else "<p>none</p>",
+        f"<p>{escape(skips_saved(data.skips))}.</p>" if skips_saved(data.skips) else "",
+        _table(["pipeline", "trigger", "runs saved", "sent anyway", "since", "reason"], skips, {2, 3})
+        if skips else "<p>none</p>",
         "<h2>Coverage: op family × pipeline</h2>", f"<p>{escape(fmt.coverage_line(data))}</p>",
         _img(plots.plot_coverage(data.coverage), "Coverage heat map"),
         "<h2>Op sequences</h2>", _opseq(data),

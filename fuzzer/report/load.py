@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fuzzer.campaign.store import describe_trigger
 from fuzzer.report.store_read import StoreError, open_store, table_names
 
 
@@ -67,11 +68,26 @@ class GapRow:
 
 @dataclass
 class SkipRow:
+    """One scheduling skip rule: graphs whose node of `op` matches `trigger` mostly skip `pipeline`."""
+
     pipeline: str
     op: str
     signature: str
     reason: str
     since: float | None
+    trigger: dict[str, Any] | None = None  # {"dtype", "out_dtype", "attrs"}; None: any node of the op
+    skipped: int | None = None  # pipeline runs the rule saved; None: a store from before the count was kept
+    sent: int | None = None  # matching cases sent to the pipeline anyway
+
+    @property
+    def trigger_text(self) -> str:
+        return describe_trigger(self.op, self.trigger)
+
+    @property
+    def saved_text(self) -> str:
+        if self.skipped is None:
+            return "runs saved not counted (older store)"
+        return f"saved {self.skipped} pipeline runs, sent {self.sent or 0} matching cases anyway"
 
 
 @dataclass
@@ -151,6 +167,7 @@ class ReportData:
     coverage: Coverage
     opseq: OpSeqSummary
     finding_times: list[float] = field(default_factory=list)  # every finding row's time, ascending
+    flaky: list[dict[str, Any]] = field(default_factory=list)  # new findings a fresh worker did not reproduce
     pipelines_run: list[str] = field(default_factory=list)  # the latest run's pipelines
     pipelines_left_out: list[tuple[str, str]] = field(default_factory=list)  # and those it left out, with why
 
@@ -160,10 +177,12 @@ class ReportData:
                 "cases": {"total": self.cases_total, "by_status": self.cases_by_status},
                 "finding_rows": self.finding_rows, "distinct_bugs": len(self.bugs),
                 "bugs": [b.to_json() for b in self.bugs],
-                "capability_gaps": [asdict(g) for g in self.gaps], "skips": [asdict(s) for s in self.skips],
+                "capability_gaps": [asdict(g) for g in self.gaps],
+                "skips": [{**asdict(s), "trigger_text": s.trigger_text} for s in self.skips],
                 "snapshots": [asdict(s) for s in self.snapshots],
                 "throughput": [{"time": t, "run_id": r, "cases_per_s": v} for t, r, v in throughput(self.snapshots)],
                 "coverage": self.coverage.to_json(), "opseq": asdict(self.opseq),
+                "flaky": self.flaky,
                 "pipelines": {"run": self.pipelines_run, "left_out": [list(x) for x in self.pipelines_left_out]}}
 
 
@@ -205,9 +224,18 @@ def _load(conn: sqlite3.Connection, out: Path) -> ReportData:
     finding_rows = conn.execute("SELECT COUNT(*) FROM findings").fetchone()[0]
     times = [r[0] for r in conn.execute("SELECT time FROM findings WHERE time IS NOT NULL ORDER BY time")]
     return ReportData(out, campaign, runs, sum(by_status.values()), by_status, finding_rows, load_bugs(conn),
-                      _gaps(conn) if "gaps" in tables else [], _skips(conn) if "skips" in tables else [],
+                      _gaps(conn) if "gaps" in tables else [], _skips(conn, tables),
                       _snapshots(conn) if "snapshots" in tables else [], _coverage(conn, tables),
-                      _opseq(conn, tables), times, *_selection(conn, tables, runs))
+                      _opseq(conn, tables), times, _flaky(conn, tables), *_selection(conn, tables, runs))
+
+
+def _flaky(conn: sqlite3.Connection, tables: set[str]) -> list[dict[str, Any]]:
+    """Flaky findings grouped by signature: how often, and the first note (what the fresh worker saw)."""
+    if "flaky" not in tables:
+        return []
+    rows = _rows(conn, "SELECT signature, symptom, stage, component, message, note, COUNT(*) AS count, "
+                       "MIN(time) AS first_seen FROM flaky GROUP BY signature ORDER BY first_seen")
+    return rows
 
 
 def _selection(conn: sqlite3.Connection, tables: set[str],
@@ -261,10 +289,25 @@ def _gaps(conn: sqlite3.Connection) -> list[GapRow]:
                    r.get("message") or "", int(r.get("count") or 0), r.get("first_seen")) for r in rows]
 
 
-def _skips(conn: sqlite3.Connection) -> list[SkipRow]:
-    rows = _rows(conn, "SELECT * FROM skips ORDER BY pipeline, op")
+def skips_saved(skips: list[SkipRow]) -> str:
+    """What all the skip rules together saved, for the section's heading ("" when nothing was counted)."""
+    counted = [s for s in skips if s.skipped is not None]
+    if not counted:
+        return ""
+    return (f"{sum(s.skipped or 0 for s in counted)} pipeline runs saved, "
+            f"{sum(s.sent or 0 for s in counted)} matching cases sent anyway")
+
+
+def _skips(conn: sqlite3.Connection, tables: set[str]) -> list[SkipRow]:
+    """Skip rules with their triggers and counts (`skip_rules`); a store from before them has `skips` only."""
+    table = "skip_rules" if "skip_rules" in tables else "skips" if "skips" in tables else ""
+    if not table:
+        return []
+    rows = _rows(conn, f"SELECT * FROM {table} ORDER BY pipeline, op, signature")
     return [SkipRow(r.get("pipeline") or "", r.get("op") or "", r.get("signature") or "", r.get("reason") or "",
-                    r.get("since")) for r in rows]
+                    r.get("since"), _json(r.get("trigger_json"), None),
+                    *((int(r.get("skipped") or 0), int(r.get("sent") or 0)) if table == "skip_rules" else ()))
+            for r in rows]
 
 
 def _snapshots(conn: sqlite3.Connection) -> list[Snapshot]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fuzzer.report import fmt
-from fuzzer.report.load import ReportData
+from fuzzer.report.load import ReportData, skips_saved
 from fuzzer.report.since import SinceEntry, SinceReport
 
 
@@ -32,8 +32,14 @@ def render_markdown(data: ReportData, since: SinceReport | None = None) -> str:
         out += ["| count | component | op | dtype | message |", "|---:|---|---|---|---|"]
         out += [f"| {g.count} | {cell(g.component)} | {cell(g.op)} | {cell(g.dtype)} | "
                 f"{cell((g.message.splitlines() or [''])[0][:160])} |" for g in data.gaps]
+    out += ["", f"## Flaky (not reproduced in a fresh worker, not bugs): {len(data.flaky)}", ""]
+    out += [f"- x{f['count']} {cell(f['symptom'])} in {cell(f['component'])}: {cell(f['note'][:160])}"
+            for f in data.flaky]
     out += ["", f"## Scheduling skips: {len(data.skips)}", ""]
-    out += [f"- `{cell(s.pipeline)}` skips `{cell(s.op)}`: {cell(s.reason)}" for s in data.skips]
+    if skips_saved(data.skips):
+        out += [f"{skips_saved(data.skips)}.", ""]
+    out += [f"- `{cell(s.pipeline)}` skips `{cell(s.trigger_text)}` ({cell(s.saved_text)}): {cell(s.reason)}"
+            for s in data.skips]
     out += ["", "## Coverage", "", f"- {fmt.coverage_line(data)}", f"- {fmt.opseq_line(data)}"]
     out += ["", "## Pipelines and workers", "", *[f"- {cell(x)}" for x in fmt.pipelines_lines(data)],
             f"- {fmt.recycles_line(data)}"]

@@ -96,9 +96,12 @@ def _tested_pipelines(conn: sqlite3.Connection, campaign_config: dict[str, Any] 
 def _skips(conn: sqlite3.Connection) -> dict[str, list[tuple[str, str]]]:
     """Signature -> the (pipeline, op) pairs the scheduler skips because of it."""
     out: dict[str, list[tuple[str, str]]] = {}
-    if "skips" in table_names(conn):
-        for pipe, op, sig in conn.execute("SELECT pipeline, op, signature FROM skips"):
-            out.setdefault(sig, []).append((pipe, op))
+    tables = table_names(conn)
+    for table in ("skip_rules", "skips"):  # skip_rules: every rule; skips: one per (pipeline, op), older stores
+        if table in tables:
+            for pipe, op, sig in conn.execute(f"SELECT pipeline, op, signature FROM {table}"):
+                if (pipe, op) not in out.get(sig, []):
+                    out.setdefault(sig, []).append((pipe, op))
     return out
 
 

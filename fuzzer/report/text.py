@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fuzzer.report import fmt
-from fuzzer.report.load import ReportData
+from fuzzer.report.load import ReportData, skips_saved
 from fuzzer.report.since import SinceEntry, SinceReport
 
 
@@ -35,9 +35,15 @@ def render_text(data: ReportData, since: SinceReport | None = None) -> str:
     for g in data.gaps:
         head = (g.message.strip().splitlines() or [""])[0][:160]
         lines.append(f"  x{g.count}  {g.component}  {g.op or '?'} {g.dtype or ''}  {head}")
-    lines.append(f"Scheduling skips ({len(data.skips)})")
+    lines.append(f"Flaky: not reproduced in a fresh worker, not counted as bugs ({len(data.flaky)})")
+    for f in data.flaky:
+        lines.append(f"  x{f['count']}  {f['symptom']} in {f['component']} ({f['stage']}): "
+                     f"{(f['message'] or '').splitlines()[0][:120] if f['message'] else ''} [{f['note'][:120]}]")
+    saved = skips_saved(data.skips)
+    lines.append(f"Scheduling skips ({len(data.skips)})" + (f": {saved}" if saved else ""))
     for s in data.skips:
-        lines.append(f"  {s.pipeline} skips graphs with {s.op} since {fmt.when(s.since)}: {s.reason}")
+        lines.append(f"  {s.pipeline} skips graphs with {s.trigger_text} since {fmt.when(s.since)}: {s.saved_text}")
+        lines.append(f"     {s.reason}")
     lines.append("")
     lines.append(fmt.coverage_line(data))
     lines.append(fmt.opseq_line(data))
