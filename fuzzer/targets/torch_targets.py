@@ -56,11 +56,15 @@ class TorchSource:
         return torch.export.export(self.module, self.args)
 
     def compile_inductor(self, device: str) -> Any:
-        """torch.compile's first call compiles; the returned callable runs the compiled graph."""
+        """torch.compile's first call compiles; the returned callable runs the compiled graph.
+
+        Compiled the way users compile (no fullgraph=True): a graph break, e.g. on a data-dependent 0-d
+        index, makes dynamo split the graph and run the piece in eager, which is a correct result, not a
+        failure. fullgraph=True would turn every such break into an error filed against inductor."""
         torch._dynamo.reset()
         mod = self.module if device == "cpu" else GraphModule(self.graph, _weights(self.module)).eval().to(device)
         args = tuple(a.to(device) for a in self.args)
-        compiled = torch.compile(mod, backend="inductor", fullgraph=True)
+        compiled = torch.compile(mod, backend="inductor")
         with torch.no_grad():
             compiled(*args)
         return lambda: _run(compiled, args, device)
