@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fuzzer.case.files import read_case  # noqa: E402
 from fuzzer.case.runner import CaseRunner, RunSettings  # noqa: E402
 from fuzzer.cli.arg_types import parse_duration  # noqa: E402
+from fuzzer.reduce import control_pipelines  # noqa: E402
 from fuzzer.report.load import load_report  # noqa: E402
 from fuzzer.targets.registry import resolve  # noqa: E402
 from fuzzer.workers.pool import Limits, Worker  # noqa: E402
@@ -64,15 +66,20 @@ def run_campaign(out: Path, args: argparse.Namespace) -> float:
 
 
 def reproduces_fresh(example: Path, signature: str, work: Path) -> tuple[bool, str]:
-    """Re-run the example in a brand-new worker through the pipelines its case ran: same signature again?"""
+    """Re-run the example in a brand-new worker through the finding's pipelines and the controls its blame
+    needs (the unoptimised consumers of its model, the lowest level of its backend), taken from the pipelines
+    its case ran: same signature again?"""
     info = json.loads((example / "finding.json").read_text())
     graph, values = read_case(example)
+    ran = list(info.get("case_pipelines") or info["pipelines"])
     try:
-        pipelines = resolve(list(info.get("case_pipelines") or info["pipelines"]))
+        pipelines = resolve(control_pipelines(list(info["pipelines"]), ran))
     except ValueError as e:
         return False, f"cannot run its pipelines: {e}"
+    slow = info.get("symptom") == "slowdown"
     with Worker("fuzzer.targets.job:run_job", Limits(stage_timeout_s=120), work / "logs", worker_env(work)) as w:
-        result = CaseRunner(w, RunSettings(repeats=10)).run_case(graph, values, pipelines)
+        result = CaseRunner(w, RunSettings(repeats=10 if slow else 1, confirm_slowdowns=slow,
+                                           bisect_passes=False)).run_case(graph, values, pipelines)
     sigs = [f.signature for f in result.verdict.findings]
     if signature in sigs:
         return True, ""
@@ -95,10 +102,12 @@ def main() -> None:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="precision-", dir=work)) / "campaign"
     seconds = None if args.no_campaign else run_campaign(out, args)
     data = load_report(out)
+    pool = ThreadPoolExecutor(max(1, args.workers))  # each check starts its own fresh worker process
     rows: list[dict[str, Any]] = []
+    checks = {b.signature: pool.submit(reproduces_fresh, out / b.smallest_dir, b.signature, work)
+              for b in data.bugs if b.smallest_dir}
     for b in data.bugs:
-        example = out / b.smallest_dir if b.smallest_dir else None
-        ok, why = reproduces_fresh(example, b.signature, work) if example else (False, "no example kept")
+        ok, why = checks[b.signature].result() if b.signature in checks else (False, "no example kept")
         parts = b.signature.split("|")
         exc_type = parts[4] if parts[0] == "crash" and len(parts) > 4 else ""
         rows.append({"sig12": b.sig12, "signature": b.signature, "symptom": b.symptom, "stage": b.stage,

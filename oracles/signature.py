@@ -52,6 +52,9 @@ _BARE_SLOT = re.compile(r"(\b(?:param|var)=)([A-Za-z_][\w.]*)|(\b(?:LHS|RHS)\s+)
 # Printed graph pieces (see the module note): the opening of a span whose balanced contents are dropped.
 _ARGS_LEAD = re.compile(r"\b(?P<word>(?:[Kk]w)?[Aa]rgs)\b\s*[=:]?\s*'?(?=[(\[{])")
 _REPR_LEAD = re.compile(r"\b(?:SymbolicTensor|FakeTensor|FunctionalTensor)(?=\()")
+# An LLVM comparison's predicate (fcmp oeq / one / olt, icmp eq / slt ...) names the op, not the fault: the
+# verifier's "Invalid operand types for FCmp instruction" on Equal and on NotEqual is one lowering bug.
+_LLVM_PREDICATE = re.compile(r"\b([fi]cmp)\s+[a-z]{2,3}\b")
 _RELAX_CALL = re.compile(r"\bR\.[A-Za-z_][\w.]*(?=\()")
 _RELAX_TYPES = frozenset({"R.Tensor", "R.shape", "R.Shape"})
 # An operand that is the graph's: a variable (lv2, x, %x) or a bound constant (metadata["relax.expr.Constant"][3]).
@@ -204,6 +207,7 @@ def _scrub(line: str) -> str:
     line = _HEX.sub("<addr>", line)
     line = _WIN_PATH.sub("<id>", line)
     line = _IR_OP.sub(lambda m: f"Op({m.group(1)})", line)
+    line = _LLVM_PREDICATE.sub(lambda m: f"{m.group(1)} <pred>", line)
     line = _sort_lists(line)
     line = _collapse(line, _ARGS_LEAD, None)
     line = _collapse(line, _REPR_LEAD, "(<value>)")

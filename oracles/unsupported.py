@@ -22,7 +22,7 @@ UNSUPPORTED_TYPES = frozenset({
     "UnsupportedOperatorError",  # torch.onnx TorchScript exporter
     "OpNotImplemented",  # tvm.error.OpNotImplemented, the Relax frontends' converter tables
     "UnimplementedError",  # tf.errors.UnimplementedError (XLA and TF kernels)
-    "Unsupported",  # torch._dynamo.exc.Unsupported: dynamo cannot capture the construct (fullgraph)
+    "Unsupported",  # torch._dynamo.exc.Unsupported: a construct dynamo declines to capture (torch.export raises it)
 })
 
 # Exception classes and wording that say the *model* is wrong: onnx's checker and shape inference

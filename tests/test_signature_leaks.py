@@ -214,3 +214,14 @@ def test_pathological_dumps_stay_linear() -> None:
     for m in messages:
         normalise_message(m)
     assert time.process_time() - t0 < 10
+
+
+def test_llvm_comparison_predicates_are_one_lowering_bug() -> None:
+    """Two rows of a real campaign (tvm 0.27, bool inputs through Equal and through NotEqual): TVM lowers a bool
+    comparison to an fcmp, which LLVM's verifier rejects; the predicate names the op, not the fault."""
+    head = "InternalError: LLVM module verification failed with the following errors: \n"
+    equal = head + "Invalid operand types for FCmp instruction\n  %22 = fcmp oeq i1 %14, %21, !dbg !18\n"
+    not_equal = head + "Invalid operand types for FCmp instruction\n  %13 = fcmp one i1 %9, %12, !dbg !11\n"
+    assert normalise_message(equal) == normalise_message(not_equal)
+    other = head + "Invalid operand types for ICmp instruction\n  %5 = icmp eq float %3, %4\n"
+    assert normalise_message(other) != normalise_message(equal)

@@ -121,13 +121,27 @@ def still_same(entry: Entry, runner: Any) -> tuple[str, str, str, Any]:
     return "changed-signature", mine[0].signature, f"signature now {mine[0].signature}", mine[0]
 
 
-def accept_signature(entry: Entry, finding: Any) -> None:
+def judged_with_controls(entry: Entry, runner: Any) -> tuple[Any, list[str]]:
+    """The entry's finding as Parallax judges it now with the blame's controls added to its judging pipelines
+    (the unoptimised consumers of its model, the lowest level of its backend): (finding or None, pipelines)."""
+    from fuzzer.reduce import control_pipelines
+    from fuzzer.targets.registry import default_pipelines, resolve
+
+    rec = entry.record
+    available = [p.name for p in default_pipelines()]
+    names = list(dict.fromkeys(list(rec["judge_pipelines"]) + control_pipelines([rec["pipeline"]], available)))
+    result = runner.run_case(entry.graph, entry.values, resolve(names))
+    mine = [f for f in result.verdict.findings if rec["pipeline"] in f.pipelines]
+    return (mine[0] if mine else None), names
+
+
+def accept_signature(entry: Entry, finding: Any, judge_pipelines: list[str]) -> None:
     """Re-file an entry whose repro.py still reproduces under the signature Parallax gives it now (after a change
-    to how failures are identified or blamed): finding.json's identity fields and report.md's signature line;
-    every other file, and the manifest's check of them, stays as it was."""
+    to how failures are identified or blamed): finding.json's identity fields and judging pipelines, and
+    report.md's signature line; every other file, and the manifest's check of them, stays as it was."""
     from fuzzer.case.files import atomic_write
 
-    rec = dict(entry.record)
+    rec = dict(entry.record, judge_pipelines=list(judge_pipelines))
     old = rec["signature"]
     for key in ("signature", "component", "location", "kind", "why"):
         rec[key] = getattr(finding, key)
@@ -170,8 +184,10 @@ def replay(entries: list[Entry], timeout_s: float, work: Path, check_signature: 
                 r.seconds += time.perf_counter() - t0
                 r.new_signature = new
                 if status == "changed-signature" and accept and finding is not None:
-                    accept_signature(e, finding)
-                    status, note = "reproduces", f"re-filed: signature was {e.record['signature']}"
+                    finding, names = judged_with_controls(e, runner)
+                    if finding is not None:
+                        accept_signature(e, finding, names)
+                        status, note = "reproduces", f"re-filed: signature was {e.record['signature']}"
                 if status != "reproduces" or note:
                     r.status, r.detail = status, note
     return results
