@@ -54,6 +54,9 @@ _ARGS_LEAD = re.compile(r"\b(?P<word>(?:[Kk]w)?[Aa]rgs)\b\s*[=:]?\s*'?(?=[(\[{])
 _REPR_LEAD = re.compile(r"\b(?:SymbolicTensor|FakeTensor|FunctionalTensor)(?=\()")
 # An LLVM comparison's predicate (fcmp oeq / one / olt, icmp eq / slt ...) names the op, not the fault: the
 # verifier's "Invalid operand types for FCmp instruction" on Equal and on NotEqual is one lowering bug.
+# Parallax's own pipeline names ("killed by SIGSEGV in stage import of torch>onnx:dynamo>tvm:O1:llvm"): the
+# pipeline is the finding's, never part of the failure's wording.
+_PIPELINE = re.compile(r"\b(?:torch|tf)>[\w:.>]+")
 _LLVM_PREDICATE = re.compile(r"\b([fi]cmp)\s+[a-z]{2,3}\b")
 _RELAX_CALL = re.compile(r"\bR\.[A-Za-z_][\w.]*(?=\()")
 _RELAX_TYPES = frozenset({"R.Tensor", "R.shape", "R.Shape"})
@@ -208,6 +211,7 @@ def _scrub(line: str) -> str:
     line = _WIN_PATH.sub("<id>", line)
     line = _IR_OP.sub(lambda m: f"Op({m.group(1)})", line)
     line = _LLVM_PREDICATE.sub(lambda m: f"{m.group(1)} <pred>", line)
+    line = _PIPELINE.sub("<pipeline>", line)
     line = _sort_lists(line)
     line = _collapse(line, _ARGS_LEAD, None)
     line = _collapse(line, _REPR_LEAD, "(<value>)")

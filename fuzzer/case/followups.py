@@ -204,10 +204,17 @@ def _reproduces(runner: CaseJobs, graph: Graph, values: Values, f: Finding, outc
         return "the eager source ran"
     sample = f.pipelines[:2]
     pid = parse_pipeline(sample[0])
+    # the onnx voter of the same exported model, when the case had one: it decides whether onnx's checker gates
+    # the model for the other consumers, so the fresh run must see the model the way the case did
+    sample += [n for n in outcomes if n not in sample and parse_pipeline(n).backend == "onnxref"
+               and (parse_pipeline(n).source, parse_pipeline(n).converter) == (pid.source, pid.converter)]
     ref, outs, _ = runner.run_source(graph, values, pid.source, [p for p in sample if parse_pipeline(p).source
                                                                    == pid.source])
     seen = []
-    for name, o in outs.items():
+    for name in f.pipelines[:2]:
+        o = outs.get(name)
+        if o is None:
+            continue
         before = outcomes.get(name)
         if f.symptom == "wrong_output":
             if ref is None or ref.outputs is None or o.outputs is None:
