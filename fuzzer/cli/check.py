@@ -16,8 +16,11 @@ from fuzzer.cli.errors import UsageError
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("check", help="run a real model through every applicable pipeline; localise, classify and "
                        "repair a diverging conversion")
-    p.add_argument("model", help="a built-in name (e.g. resnet18), a .py file defining parallax_model() -> "
-                   "(model, example_input), a TF SavedModel folder, or a .onnx file (backends only)")
+    from fuzzer.check.catalog import builtin_names
+
+    p.add_argument("model", help=f"a built-in name ({', '.join(builtin_names())}), a .py file defining "
+                   "parallax_model() -> (model, example_input), a TF SavedModel folder, or a .onnx file "
+                   "(backends only)")
     p.add_argument("--pipelines", type=comma_names, help="comma-separated pipelines (default: every applicable one)")
     p.add_argument("--inputs", type=positive_int, default=4, help="seeded inputs (real pictures for image models)")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs")
@@ -32,12 +35,14 @@ def add_parser(sub: Any) -> None:
                    help="seconds the ONNX reference evaluator may take before it is skipped")
     p.add_argument("--no-diagnose", action="store_true", help="skip fault localisation and repair")
     p.add_argument("--stage-timeout", type=positive_float, default=300.0, help="seconds allowed per stage")
-    p.add_argument("--memory-mb", type=positive_int, default=8192, help="worker memory limit (resident MiB)")
+    p.add_argument("--memory-mb", type=positive_int, help="worker memory limit (resident MiB; default 8192, more "
+                   "for built-ins whose converters need it)")
     p.add_argument("--work-dir", default=".work", help="worker logs and library caches")
     p.set_defaults(run=run_check)
 
 
 def _validate(args: argparse.Namespace) -> tuple[Any, Any]:
+    from fuzzer.check.catalog import memory_mb
     from fuzzer.check.job import parse_pid
     from fuzzer.check.runner import CheckSettings
     from fuzzer.check.spec import ModelError, resolve_model
@@ -69,7 +74,8 @@ def _validate(args: argparse.Namespace) -> tuple[Any, Any]:
         raise UsageError(f"--out {out}: exists and is not a folder")
     settings = CheckSettings(inputs=args.inputs, seed=args.seed, repeats=args.repeats,
                              stage_timeout_s=args.stage_timeout, onnxref_timeout_s=args.onnxref_timeout,
-                             memory_mb=args.memory_mb, pipelines=list(args.pipelines) if args.pipelines else None,
+                             memory_mb=args.memory_mb or memory_mb(spec.ref if spec.kind == "builtin" else ""),
+                             pipelines=list(args.pipelines) if args.pipelines else None,
                              skip_onnxref=args.skip_onnxref, diagnose=not args.no_diagnose, converted=converted,
                              out=out, work=Path(args.work_dir))
     return spec, settings

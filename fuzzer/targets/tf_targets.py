@@ -38,7 +38,7 @@ class TFSource:
         import tf2onnx
 
         model, _ = tf2onnx.convert.from_function(self.module.fn, input_signature=self.module.fn.input_signature)
-        _raise_for_passed_through_ops(model)
+        raise_for_passed_through_ops(model)
         return model.SerializeToString()
 
     def compile_xla(self) -> Any:
@@ -49,7 +49,7 @@ class TFSource:
         return lambda: [o.numpy() for o in fn(*self.args)]
 
 
-def _raise_for_passed_through_ops(model: Any) -> None:
+def raise_for_passed_through_ops(model: Any) -> None:
     """tf2onnx only logs the TF ops it cannot convert and copies them into the model as non-ONNX nodes; the
     checker then rejects the model. That is a capability gap, not an invalid-model bug: say so, per op."""
     import onnx
