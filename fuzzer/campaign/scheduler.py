@@ -126,11 +126,15 @@ class Scheduler:
             if rule.pipeline not in by_pipe and _matches(features.get(rule.op, []), rule.trigger):
                 by_pipe[rule.pipeline] = rule
         ghash = graph.content_hash() if by_pipe else ""
-        return [(pid, by_pipe.get(pid.name), pid.name in by_pipe and self._send_anyway(ghash, pid.name))
+        return [(pid, by_pipe.get(pid.name),
+                 pid.name in by_pipe and self._send_anyway(ghash, by_pipe[pid.name].signature))
                 for pid in self.pipelines]
 
-    def _send_anyway(self, graph_hash: str, pipeline: str) -> bool:
-        digest = hashlib.sha256(f"{graph_hash}\0{pipeline}".encode()).digest()
+    def _send_anyway(self, graph_hash: str, signature: str) -> bool:
+        """Decided per graph and bug, never per pipeline: the pipelines skipped for one bug are its voters (the
+        consumers of one model, the levels of one backend), and are sent together or not at all, so a graph
+        sent anyway is judged as the bug was, not by a partial vote that files it again under another name."""
+        digest = hashlib.sha256(f"{graph_hash}\0{signature}".encode()).digest()
         return int.from_bytes(digest[:8], "big") < self.send_share * (1 << 64)
 
     def observe(self, case_idx: int, graph: Graph, finding: dict[str, Any]) -> list[SkipRule]:
