@@ -57,6 +57,10 @@ _REPR_LEAD = re.compile(r"\b(?:SymbolicTensor|FakeTensor|FunctionalTensor)(?=\()
 # Parallax's own pipeline names ("killed by SIGSEGV in stage import of torch>onnx:dynamo>tvm:O1:llvm"): the
 # pipeline is the finding's, never part of the failure's wording.
 _PIPELINE = re.compile(r"\b(?:torch|tf)>[\w:.>]+")
+# Two operands whose dtypes differ ("Binary operators must have the same datatype ... T.float32 on the LHS ...
+# T.float64 on the RHS"): which pair of dtypes met is incidental, the op and the place it happens are the bug.
+_DTYPE_CLASH = re.compile(r"must have the same (?:data ?type|dtype)", re.IGNORECASE)
+_DTYPE_WORD = re.compile(r'\bT\.(?:float|bfloat|int|uint|bool)\d*\b|(?<=dtype=)"(?:float|bfloat|int|uint|bool)\d*"')
 _LLVM_PREDICATE = re.compile(r"\b([fi]cmp)\s+[a-z]{2,3}\b")
 _RELAX_CALL = re.compile(r"\bR\.[A-Za-z_][\w.]*(?=\()")
 _RELAX_TYPES = frozenset({"R.Tensor", "R.shape", "R.Shape"})
@@ -211,6 +215,8 @@ def _scrub(line: str) -> str:
     line = _WIN_PATH.sub("<id>", line)
     line = _IR_OP.sub(lambda m: f"Op({m.group(1)})", line)
     line = _LLVM_PREDICATE.sub(lambda m: f"{m.group(1)} <pred>", line)
+    if _DTYPE_CLASH.search(line):
+        line = _DTYPE_WORD.sub("<dtype>", line)
     line = _PIPELINE.sub("<pipeline>", line)
     line = _sort_lists(line)
     line = _collapse(line, _ARGS_LEAD, None)

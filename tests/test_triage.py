@@ -177,3 +177,18 @@ def test_a_multi_op_unsupported_message_is_one_gap_per_op() -> None:
     one = judge_case({}, {pipe: Outcome(pipe, failure=Failure(
         "import", "unsupported", "AssertionError", "Unsupported function types ['amax.default']"))})
     assert one.gaps[0].signature in {g.signature for g in v.gaps}  # the same declined op is the same gap
+
+
+def test_a_model_onnxruntime_runs_is_not_the_converters_fault() -> None:
+    """The ONNX reference evaluator's GatherElements rejects index shapes that ONNX allows (its real message,
+    onnx 1.23); TVM fails on the same model for its own reason. Two rejections, but onnxruntime runs the model
+    and agrees with the source: each rejection is its library's, the exporter is not blamed."""
+    ok = np.arange(6, dtype=np.float32)
+    ref_msg = "Except for dimension 0, all dimensions of index and self should be the same size."
+    outs = {"torch>onnx:torchscript>ort:disable:cpu": Outcome("torch>onnx:torchscript>ort:disable:cpu", [ok]),
+            "torch>onnx:torchscript>onnxref": Outcome("torch>onnx:torchscript>onnxref", failure=Failure(
+                "run", "exception", "ValueError", ref_msg)),
+            "torch>onnx:torchscript>tvm:O0:llvm": Outcome("torch>onnx:torchscript>tvm:O0:llvm", failure=Failure(
+                "import", "exception", "TypeError", "Reshape requires the input new shape to be Shape."))}
+    v = judge_case({"torch": _ref(ok)}, outs)
+    assert sorted(f.component for f in v.findings) == ["onnx reference evaluator", "tvm onnx frontend"]
