@@ -41,8 +41,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def ray_head(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[str]:
     """`ray start --head --block` in its own session, stopped by signalling that session only (never `ray stop`,
     which would take down every Ray instance of the user on the machine). Temp, logs, spill and the cluster's
     authentication token under .work/ (the driver is given the same token), nothing in ~/.ray."""
@@ -57,6 +57,7 @@ def ray_head(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     # address when the driver connects; everything here stays on the loopback interface
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    monkeypatch = pytest.MonkeyPatch()  # one head for the module: a driver keeps the first cluster's auth token
     for k, v in auth.items():
         monkeypatch.setenv(k, v)
     with open(log, "wb") as out:
@@ -75,6 +76,7 @@ def ray_head(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     finally:
         with_signal(head, signal.SIGTERM, 30) or with_signal(head, signal.SIGKILL, 10)
         shutil.rmtree(temp, ignore_errors=True)
+        monkeypatch.undo()
 
 
 def with_signal(p: subprocess.Popen, sig: int, wait_s: float) -> bool:

@@ -84,10 +84,12 @@ def test_torchscript_exporter_emits_negative_transpose_perm(runner: CaseRunner) 
     """
     x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     g, v = one_node("Transpose", {"perm": [1, 0, -1]}, {"x": x}, TensorType((3, 2, 4), "float32"))
-    r = run(runner, g, v, ["torch>onnx:torchscript>ort:disable:cpu", "torch>onnx:dynamo>ort:disable:cpu"])
+    r = run(runner, g, v, ["torch>onnx:torchscript>ort:disable:cpu", "torch>onnx:torchscript>onnxref",
+                           "torch>onnx:dynamo>ort:disable:cpu"])
     f = finding_for(r, "torch>onnx:torchscript>ort:disable:cpu")
-    assert (f.symptom, f.stage, f.component, f.kind) == ("invalid_model", "check", "torch.onnx (torchscript)",
-                                                         "invalid_model")
+    # onnx (checker) and onnxruntime both reject the model: the exporter's bug, whichever stage showed it
+    assert (f.symptom, f.component) == ("invalid_model", "torch.onnx (torchscript)")
+    assert f.stage in ("check", "compile")
     assert "perm" in f.message
     assert_passes(r, "torch>onnx:dynamo>ort:disable:cpu")
 
@@ -101,9 +103,12 @@ def test_torchscript_exporter_breaks_unbatched_circular_pad(runner: CaseRunner) 
     attrs = {"mode": "circular", "k": 3, "value": None, "pad0": 1, "pad1": 0, "pad2": 0, "pad3": 1, "pad4": 1,
              "pad5": 1}
     g, v = one_node("Pad", attrs, {"x": x}, TensorType((2, 5, 5, 6), "float32"))
-    r = run(runner, g, v, ["torch>onnx:torchscript>ort:disable:cpu", "torch>onnx:dynamo>ort:disable:cpu"])
+    r = run(runner, g, v, ["torch>onnx:torchscript>ort:disable:cpu", "torch>onnx:torchscript>onnxref",
+                           "torch>onnx:dynamo>ort:disable:cpu"])
     f = finding_for(r, "torch>onnx:torchscript>ort:disable:cpu")
-    assert (f.symptom, f.stage, f.component) == ("invalid_model", "check", "torch.onnx (torchscript)")
+    # onnx (checker) and onnxruntime both reject the model: the exporter's bug, whichever stage showed it
+    assert (f.symptom, f.component) == ("invalid_model", "torch.onnx (torchscript)")
+    assert f.stage in ("check", "compile")
     assert "Slice" in f.message
     assert_passes(r, "torch>onnx:dynamo>ort:disable:cpu")
 

@@ -235,14 +235,14 @@ import tf2onnx
 out = {}
 logs = io.StringIO()
 logging.getLogger("tf2onnx").addHandler(logging.StreamHandler(logs))
-from fuzzer.targets.tf_targets import _raise_for_passed_through_ops
+from fuzzer.targets.tf_targets import raise_for_passed_through_ops
 zeta = tf.function(lambda x: tf.math.zeta(x + 2.0, x + 1.0), input_signature=[tf.TensorSpec([3], tf.float32)])
 tf2onnx.convert.from_function(zeta, input_signature=zeta.input_signature)
 out["tf2onnx_log"] = ["", logs.getvalue()]
 two = tf.function(lambda x: tf.math.zeta(x + 2.0, x + 1.0) + tf.math.igamma(x + 1.0, x + 2.0),
                   input_signature=[tf.TensorSpec([3], tf.float32)])
 try:
-    _raise_for_passed_through_ops(tf2onnx.convert.from_function(two, input_signature=two.input_signature)[0])
+    raise_for_passed_through_ops(tf2onnx.convert.from_function(two, input_signature=two.input_signature)[0])
 except Exception as e:
     out["tf2onnx_copied"] = [type(e).__name__, str(e)]
 xla = tf.function(lambda x: tf.strings.length(tf.strings.as_string(x)), jit_compile=True)

@@ -81,7 +81,8 @@ def reduce_case(graph: Graph, values: Values, target: ReductionTarget, worker: W
     start = Candidate(graph, values, tuple(sorted(target.pipelines)))
     remaining = None if budget_s is None else max(0.0, budget_s - (time.perf_counter() - t0))
     sh = Shrinker(start, found, test, remaining, None if max_runs is None else max(0, max_runs - 1), progress,
-                  required_pipeline=target.anchor)
+                  required_pipeline=target.anchor,
+                  controls=tuple(control_pipelines([target.pipeline], list(target.pipelines))))
     best = sh.run(passes or DEFAULT_PASSES)
     s = sh.stats
     before, after = complexity(start), complexity(best)

@@ -93,13 +93,14 @@ def _leaf_kind(g: Graph, t: str) -> str:
 
 # -- pipelines -----------------------------------------------------------------------------------------
 def drop_pipelines(sh: Shrinker) -> bool:
-    """Fewer pipelines: the target's alone first, then chunks of the rest, halving (ddmin). The controls the
-    blame needs survive, because without them the signature (its component) changes."""
+    """Fewer pipelines: the target's with the controls its blame needs first, then chunks of the rest, halving
+    (ddmin). The controls are never dropped, so the reduced case is blamed as the original was."""
     primary = sh.required_pipeline
+    kept = [primary, *sh.controls]
     made = False
-    if len(sh.best.pipelines) > 1 and sh.consider(_with_pipelines(sh, [primary])):
+    if len(sh.best.pipelines) > len(kept) and sh.consider(_with_pipelines(sh, kept)):
         return True
-    others = sorted(p for p in sh.best.pipelines if p != primary)
+    others = sorted(p for p in sh.best.pipelines if p not in kept)
     size = max(1, len(others) // 2)
     while others:
         i = 0
@@ -108,7 +109,7 @@ def drop_pipelines(sh: Shrinker) -> bool:
             keep = [p for p in sh.best.pipelines if p not in chunk]
             if sh.consider(_with_pipelines(sh, keep)):
                 made = True
-                others = sorted(p for p in sh.best.pipelines if p != primary)
+                others = sorted(p for p in sh.best.pipelines if p not in kept)
             else:
                 i += size
         if size == 1:

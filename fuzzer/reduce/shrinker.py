@@ -102,9 +102,12 @@ class Shrinker:
 
     def __init__(self, initial: Candidate, finding: Finding, test: Test, budget_s: float | None = None,
                  max_runs: int | None = None, progress: Callable[[str], None] | None = None,
-                 required_pipeline: str = "") -> None:
+                 required_pipeline: str = "", controls: tuple[str, ...] = ()) -> None:
         self.best = initial
         self.required_pipeline = required_pipeline or initial.pipelines[0]  # never dropped
+        # never dropped either: the pipelines the finding's blame is triangulated with (the predicate compares the
+        # failure, not the blame, so without this the reduced case would lose what names its component)
+        self.controls = tuple(p for p in controls if p in initial.pipelines and p != self.required_pipeline)
         self.finding = finding  # the target as the best candidate shows it
         self.test = test
         self.budget_s = budget_s
