@@ -4,8 +4,10 @@ A candidate reproduces the target when its judged verdict holds a finding with t
 and stage on the target's pipeline (and the same culprit pass when one was named). The identity is the failure
 itself, never a blame label that depends on which control pipelines ran: for a crash its signature (what raised,
 stage, kind, type, normalised message), for a mismatch the first diverging op and the mechanism (dtype, shape,
-NaN/Inf, or the values' error class). A reduction that moves the divergence to another op, or changes how the
-outputs differ, fails the predicate instead of sliding onto another bug.
+NaN/Inf, or the values' error class). The controls the blame was triangulated with are never dropped, so a
+mismatch must also keep its component: the fixed controls saying something else is another situation. A
+reduction that moves the divergence to another op, or changes how the outputs differ, fails the predicate
+instead of sliding onto another bug.
 """
 
 from __future__ import annotations
@@ -90,9 +92,16 @@ class ReductionTarget:
     def match(self, verdict: Verdict) -> Finding | None:
         for f in verdict.findings:
             if (identity(f) == self.identity and f.symptom == self.symptom and f.stage == self.stage
+                    and self._same_blame(f)
                     and self.pipeline in f.pipelines and (not self.culprit or f.culprit == self.culprit)):
                 return f
         return None
+
+    def _same_blame(self, f: Finding) -> bool:
+        """A mismatch keeps its component too: the reducer always keeps the controls its blame was triangulated
+        with, so a different component means those controls now say something else (one crashed, or agrees):
+        another situation, not a smaller copy of this one. A crash's signature already says what it needs."""
+        return f.symptom != "wrong_output" or not self.component or f.component == self.component
 
     def to_json(self) -> dict[str, Any]:
         return {"signature": self.signature, "symptom": self.symptom, "stage": self.stage,
