@@ -38,6 +38,12 @@ def optimiser_component(pid: PipelineId) -> str:
     return f"tvm optimisation ({pid.level})"
 
 
+def is_plain(p: PipelineId) -> bool:
+    """An unoptimised consumer of an exported model: its verdict on the model is the model's, not an optimiser's."""
+    return p.backend == "onnxref" or (p.backend == "ort" and p.level == "disable") or (
+        p.backend == "tvm" and p.level == "O0")
+
+
 def lowest_level(pid: PipelineId) -> PipelineId | None:
     """The least optimised sibling whose agreement clears the optimiser, or None without levels."""
     if pid.backend == "ort":
@@ -67,8 +73,7 @@ def blame_mismatch(pid: PipelineId, wrong: dict[PipelineId, bool]) -> tuple[str,
         if len({VOTERS[q.backend] for q in consumers}) < 2:
             return (f"{converter_component(pid)} or {backend_component(pid, 'run')}",
                     "converter or backend: no control pipeline")
-        plain = [q for q in consumers if q.backend == "onnxref" or (q.backend == "ort" and q.level == "disable")
-                 or (q.backend == "tvm" and q.level == "O0")]
+        plain = [q for q in consumers if is_plain(q)]
         plain_ok = [q for q in plain if not consumers[q]]
         if plain and not plain_ok and len({VOTERS[q.backend] for q in plain}) >= 2:
             return converter_component(pid), ("every unoptimised consumer of the exported model disagrees with "

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from oracles.blame import VOTERS as VOTER
-from oracles.blame import backend_component, converter_component, lowest_level
+from oracles.blame import backend_component, converter_component, is_plain, lowest_level
 from oracles.outcome import STAGES, Failure, Outcome
 from oracles.pipeline_id import ONNX_CONVERTERS, PipelineId
 from oracles.signature import crash_signature, normalise_message
@@ -65,12 +65,6 @@ def failure_key(pid: PipelineId, f: Failure) -> FailureKey:
     return FailureKey(pid.source, raiser(pid, f.stage), f.stage, f.kind, short, normalise_message(f.message))
 
 
-def _is_plain(p: PipelineId) -> bool:
-    """An unoptimised consumer: its verdict on a model is the model's, not an optimiser's."""
-    return p.backend == "onnxref" or (p.backend == "ort" and p.level == "disable") or (
-        p.backend == "tvm" and p.level == "O0")
-
-
 def _failed(o: Outcome) -> bool:
     return o.failure is not None and o.failure.kind != "unsupported" and not o.skipped
 
@@ -106,7 +100,7 @@ def _rejected_models(outcomes: dict[str, Outcome], pids: dict[str, PipelineId]) 
     for source, converter in models:
         consumers = [n for n, p in pids.items() if p.source == source and p.converter == converter
                      and not outcomes[n].skipped]
-        plain = [n for n in consumers if _is_plain(pids[n])]
+        plain = [n for n in consumers if is_plain(pids[n])]
         rejecting = {VOTER[pids[n].backend]: n for n in sorted(plain) if _failed(outcomes[n])
                      and outcomes[n].failure.stage in CONSUMER_STAGES}  # type: ignore[union-attr]
         running = {VOTER[pids[n].backend] for n in plain if outcomes[n].failure is None}
